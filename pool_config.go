@@ -1,0 +1,203 @@
+package supapool
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	supabase "github.com/supabase-community/supabase-go"
+)
+
+// Default values used by DefaultConfig and for zero fields of Config.
+const (
+	DefaultMaxConnections        = 10
+	DefaultMinConnections        = 2
+	DefaultIdleTimeout           = 30 * time.Second
+	DefaultAcquireTimeout        = 5 * time.Second
+	DefaultMaxRetries            = 3
+	DefaultRetryDelay            = 100 * time.Millisecond
+	DefaultMaxRetryDelay         = 5 * time.Second
+	DefaultResponseHeaderTimeout = 30 * time.Second
+	DefaultHealthCheckTimeout    = 2 * time.Second
+)
+
+// Config configures a Pool. Start from DefaultConfig or one of the presets
+// (DevelopmentConfig, ProductionConfig, HighLoadConfig) and change what you
+// need; every field documents what its zero value means, so a Config{} is
+// valid too. Negative values are rejected by Validate.
+type Config struct {
+	// MaxConnections is the most clients, and so the most concurrent
+	// requests and TCP connections, the pool allows at once.
+	// Zero means DefaultMaxConnections (10).
+	MaxConnections int
+
+	// MinConnections is how many clients the pool creates in New and keeps
+	// even when they are idle. Zero means none: the pool starts empty and
+	// may shrink to nothing (DefaultConfig uses 2). Must not exceed
+	// MaxConnections.
+	MinConnections int
+
+	// IdleTimeout is how long a client must have been surplus (idle above
+	// MinConnections for the whole period) before the reaper closes it. It
+	// is also the idle timeout of the pool's TCP connections.
+	// Zero means DefaultIdleTimeout (30s).
+	IdleTimeout time.Duration
+
+	// AcquireTimeout bounds how long Acquire waits for a client when all
+	// MaxConnections are in use; Acquire then fails with ErrAcquireTimeout.
+	// The ctx passed to Acquire may end the wait sooner.
+	// Zero means DefaultAcquireTimeout (5s).
+	AcquireTimeout time.Duration
+
+	// MaxLifetime, if positive, closes a client once it is older than
+	// MaxLifetime plus a random jitter in [0, MaxLifetimeJitter): an idle
+	// client at the next reaper pass or Acquire, a client in use when it is
+	// released. Zero means clients live until they are reaped as idle.
+	MaxLifetime time.Duration
+
+	// MaxLifetimeJitter spreads client expiry so that clients created
+	// together are not all replaced together. Zero means no jitter.
+	MaxLifetimeJitter time.Duration
+
+	// MaxRetries is how many times WithRetry retries after the first
+	// attempt. Zero means no retries (DefaultConfig uses 3).
+	MaxRetries int
+
+	// RetryDelay is the base of WithRetry's exponential backoff.
+	// Zero means DefaultRetryDelay (100ms).
+	RetryDelay time.Duration
+
+	// MaxRetryDelay caps one backoff wait of WithRetry, including a
+	// server's Retry-After. Zero means DefaultMaxRetryDelay (5s).
+	MaxRetryDelay time.Duration
+
+	// ResponseHeaderTimeout bounds the wait for a response's headers on the
+	// pool's own transport. Zero means DefaultResponseHeaderTimeout (30s).
+	// It is not used when Transport is set.
+	ResponseHeaderTimeout time.Duration
+
+	// HealthCheckTimeout bounds HealthCheck's test request when the ctx
+	// passed to it has no earlier deadline.
+	// Zero means DefaultHealthCheckTimeout (2s).
+	HealthCheckTimeout time.Duration
+
+	// HealthCheckTable, if set, makes HealthCheck read one row of this
+	// table (GET /rest/v1/TABLE?select=*&limit=1) instead of PostgREST's
+	// root (GET /rest/v1/). Zero means the root.
+	HealthCheckTable string
+
+	// ClientOptions is passed to supabase.NewClient for every client
+	// (schema, extra headers). Nil means supabase-go's defaults.
+	ClientOptions *supabase.ClientOptions
+
+	// Transport, if set, carries every request of the pool's clients
+	// instead of the pool's own *http.Transport. The pool does not size or
+	// close it. Nil means the pool creates and owns a transport whose
+	// connection limits equal MaxConnections.
+	Transport http.RoundTripper
+
+	// Logger receives the pool's rare warnings (a client that could not be
+	// bound to the pool's transport, an Instance call with a different
+	// Config). It never receives keys or tokens. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults: MaxConnections 10, MinConnections 2,
+// IdleTimeout 30s, AcquireTimeout 5s, MaxRetries 3, RetryDelay 100ms.
+func DefaultConfig() Config {
+	return Config{
+		MaxConnections: DefaultMaxConnections,
+		MinConnections: DefaultMinConnections,
+		IdleTimeout:    DefaultIdleTimeout,
+		AcquireTimeout: DefaultAcquireTimeout,
+		MaxRetries:     DefaultMaxRetries,
+		RetryDelay:     DefaultRetryDelay,
+	}
+}
+
+// DevelopmentConfig returns DefaultConfig with MaxConnections 5,
+// MinConnections 1 and IdleTimeout 15s.
+func DevelopmentConfig() Config {
+	c := DefaultConfig()
+	c.MaxConnections, c.MinConnections, c.IdleTimeout = 5, 1, 15*time.Second
+	return c
+}
+
+// ProductionConfig returns DefaultConfig with MaxConnections 20,
+// MinConnections 5, IdleTimeout 60s and AcquireTimeout 10s.
+func ProductionConfig() Config {
+	c := DefaultConfig()
+	c.MaxConnections, c.MinConnections = 20, 5
+	c.IdleTimeout, c.AcquireTimeout = 60*time.Second, 10*time.Second
+	return c
+}
+
+// HighLoadConfig returns DefaultConfig with MaxConnections 50,
+// MinConnections 10, IdleTimeout 120s and AcquireTimeout 15s.
+func HighLoadConfig() Config {
+	c := DefaultConfig()
+	c.MaxConnections, c.MinConnections = 50, 10
+	c.IdleTimeout, c.AcquireTimeout = 120*time.Second, 15*time.Second
+	return c
+}
+
+// Validate reports every problem of c at once. Each problem names the
+// field and matches errors.Is(err, ErrInvalidConfig).
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...)))
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"MaxConnections", int64(c.MaxConnections)},
+		{"MinConnections", int64(c.MinConnections)},
+		{"MaxRetries", int64(c.MaxRetries)},
+		{"IdleTimeout", int64(c.IdleTimeout)},
+		{"AcquireTimeout", int64(c.AcquireTimeout)},
+		{"MaxLifetime", int64(c.MaxLifetime)},
+		{"MaxLifetimeJitter", int64(c.MaxLifetimeJitter)},
+		{"RetryDelay", int64(c.RetryDelay)},
+		{"MaxRetryDelay", int64(c.MaxRetryDelay)},
+		{"ResponseHeaderTimeout", int64(c.ResponseHeaderTimeout)},
+		{"HealthCheckTimeout", int64(c.HealthCheckTimeout)},
+	} {
+		if f.v < 0 {
+			bad(f.name, "is negative (%d); use a positive value, or zero for the default", f.v)
+		}
+	}
+	n := c.withDefaults()
+	if c.MinConnections > n.MaxConnections {
+		bad("MinConnections", "(%d) exceeds MaxConnections (%d); lower MinConnections or raise MaxConnections", c.MinConnections, n.MaxConnections)
+	}
+	if c.MaxLifetimeJitter > 0 && c.MaxLifetime == 0 {
+		bad("MaxLifetimeJitter", "is set but MaxLifetime is zero; set MaxLifetime too, or drop the jitter")
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults returns c with every zero field that has a default filled in.
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	def(&c.IdleTimeout, DefaultIdleTimeout)
+	def(&c.AcquireTimeout, DefaultAcquireTimeout)
+	def(&c.RetryDelay, DefaultRetryDelay)
+	def(&c.MaxRetryDelay, DefaultMaxRetryDelay)
+	def(&c.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
+	def(&c.HealthCheckTimeout, DefaultHealthCheckTimeout)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}

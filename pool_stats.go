@@ -1,0 +1,37 @@
+package supapool
+
+import "time"
+
+// Stats is a consistent snapshot of a Pool, taken under the pool's lock, in
+// the spirit of database/sql's DBStats. In every snapshot:
+//
+//	TotalConnections = ActiveConnections + IdleConnections
+//	TotalCreated - TotalDestroyed = TotalConnections
+//	TotalAcquired - TotalReleased = ActiveConnections
+//
+// "Connections" are pooled clients; since all of a pool's clients share the
+// pool's transport, TotalConnections is also the bound on TCP connections.
+// The JSON names are those of the original design (camelCase).
+type Stats struct {
+	TotalConnections     int `json:"totalConnections"`     // clients that exist now
+	ActiveConnections    int `json:"activeConnections"`    // clients checked out now
+	IdleConnections      int `json:"idleConnections"`      // clients ready to be acquired
+	WaitingForConnection int `json:"waitingForConnection"` // Acquire calls blocked now
+
+	TotalAcquired  int64 `json:"totalAcquired"`  // successful Acquires, ever
+	TotalReleased  int64 `json:"totalReleased"`  // Releases and Discards, ever
+	TotalCreated   int64 `json:"totalCreated"`   // clients created, ever
+	TotalDestroyed int64 `json:"totalDestroyed"` // clients destroyed, ever
+
+	MaxConnections int `json:"maxConnections"` // Config.MaxConnections in force
+	MinConnections int `json:"minConnections"` // Config.MinConnections in force
+
+	WaitCount        int64         `json:"waitCount"`        // Acquires that had to wait, ever
+	WaitDuration     time.Duration `json:"waitDuration"`     // total time spent waiting, ever (nanoseconds in JSON)
+	AcquireTimeouts  int64         `json:"acquireTimeouts"`  // waits that ended with ErrAcquireTimeout
+	CanceledAcquires int64         `json:"canceledAcquires"` // waits that ended because their ctx ended
+	Discarded        int64         `json:"discarded"`        // clients destroyed by Discard or by WithClient after a failure
+	IdleClosed       int64         `json:"idleClosed"`       // clients closed by the reaper as surplus
+	LifetimeClosed   int64         `json:"lifetimeClosed"`   // clients closed for exceeding MaxLifetime
+	Closed           bool          `json:"closed"`           // Close has been called
+}

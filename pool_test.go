@@ -1,0 +1,507 @@
+package supapool_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	supabase "github.com/supabase-community/supabase-go"
+
+	"github.com/supapool/supapool"
+)
+
+// unusedURL is never contacted: acquiring and releasing clients does no I/O.
+const unusedURL = "http://127.0.0.1:1"
+
+// newPool makes a pool that the test closes at its end (with a deadline, so
+// that a leaked client fails the test instead of hanging it).
+func newPool(t testing.TB, cfg supapool.Config) *supapool.Pool {
+	t.Helper()
+	p, err := supapool.New(unusedURL, testKey, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, p.Close(ctx))
+	})
+	return p
+}
+
+// checkIdentities asserts the Stats identities.
+func checkIdentities(t testing.TB, s supapool.Stats) {
+	t.Helper()
+	require.Equal(t, s.TotalConnections, s.ActiveConnections+s.IdleConnections, "Total = Active + Idle: %+v", s)
+	require.EqualValues(t, s.TotalConnections, s.TotalCreated-s.TotalDestroyed, "Created - Destroyed = Total: %+v", s)
+	require.EqualValues(t, s.ActiveConnections, s.TotalAcquired-s.TotalReleased, "Acquired - Released = Active: %+v", s)
+	require.LessOrEqual(t, s.TotalConnections, s.MaxConnections, "never more than MaxConnections: %+v", s)
+	require.GreaterOrEqual(t, s.IdleConnections, 0, "%+v", s)
+}
+
+func TestNewCreatesMinConnections(t *testing.T) {
+	p := newPool(t, supapool.Config{MaxConnections: 4, MinConnections: 3})
+	s := p.Stats()
+	assert.Equal(t, 3, s.TotalConnections)
+	assert.Equal(t, 3, s.IdleConnections)
+	assert.EqualValues(t, 3, s.TotalCreated)
+	assert.Equal(t, 4, s.MaxConnections)
+	checkIdentities(t, s)
+}
+
+func TestAcquireReusesThenGrowsToMax(t *testing.T) {
+	p := newPool(t, supapool.Config{MaxConnections: 3, MinConnections: 1})
+	ctx := context.Background()
+	c1, err := p.Acquire(ctx)
+	require.NoError(t, err)
+	require.NoError(t, p.Release(c1))
+	again, err := p.Acquire(ctx)
+	require.NoError(t, err)
+	assert.Same(t, c1, again, "an idle client is reused")
+
+	c2, err := p.Acquire(ctx)
+	require.NoError(t, err)
+	c3, err := p.Acquire(ctx)
+	require.NoError(t, err)
+	assert.NotSame(t, c2, c3)
+	s := p.Stats()
+	assert.Equal(t, 3, s.ActiveConnections)
+	assert.EqualValues(t, 3, s.TotalCreated)
+	checkIdentities(t, s)
+	for _, c := range []*supabase.Client{again, c2, c3} {
+		require.NoError(t, p.Release(c))
+	}
+	checkIdentities(t, p.Stats())
+}
+
+func TestReleaseAndDiscardMisuse(t *testing.T) {
+	p := newPool(t, supapool.Config{MaxConnections: 2})
+	other := newPool(t, supapool.Config{MaxConnections: 2})
+	ctx := context.Background()
+	c, err := p.Acquire(ctx)
+	require.NoError(t, err)
+	foreign, err := other.Acquire(ctx)
+	require.NoError(t, err)
+	stranger, err := supabase.NewClient(unusedURL, testKey, nil)
+	require.NoError(t, err)
+
+	before := p.Stats()
+	for _, bad := range []*supabase.Client{nil, foreign, stranger} {
+		require.ErrorIs(t, p.Release(bad), supapool.ErrUnknownClient)
+		require.ErrorIs(t, p.Discard(bad), supapool.ErrUnknownClient)
+	}
+	require.Equal(t, before, p.Stats(), "misuse changes nothing")
+
+	require.NoError(t, p.Release(c))
+	after := p.Stats()
+	require.ErrorIs(t, p.Release(c), supapool.ErrUnknownClient, "second release")
+	require.ErrorIs(t, p.Discard(c), supapool.ErrUnknownClient, "discard after release")
+	require.Equal(t, after, p.Stats())
+	require.NoError(t, other.Release(foreign))
+}
+
+func TestDiscardDestroys(t *testing.T) {
+	p := newPool(t, supapool.Config{MaxConnections: 2})
+	ctx := context.Background()
+	c, err := p.Acquire(ctx)
+	require.NoError(t, err)
+	require.NoError(t, p.Discard(c))
+	s := p.Stats()
+	assert.EqualValues(t, 1, s.TotalReleased)
+	assert.EqualValues(t, 1, s.TotalDestroyed)
+	assert.EqualValues(t, 1, s.Discarded)
+	assert.Equal(t, 0, s.TotalConnections)
+	checkIdentities(t, s)
+	c2, err := p.Acquire(ctx)
+	require.NoError(t, err)
+	assert.NotSame(t, c, c2, "a discarded client is never handed out again")
+	require.NoError(t, p.Release(c2))
+}
+
+func TestChangedAuthStateIsNotReused(t *testing.T) {
+	p := newPool(t, supapool.Config{MaxConnections: 1})
+	ctx := context.Background()
+	c, err := p.Acquire(ctx)
+	require.NoError(t, err)
+	// What SignIn*/RefreshToken do: rewrite the client's shared auth headers.
+	c.UpdateAuthSession(supabaseSession("user-jwt"))
+	require.NoError(t, p.Release(c))
+	s := p.Stats()
+	assert.EqualValues(t, 1, s.TotalDestroyed, "a client that carried a user's session is destroyed, not reused")
+	c2, err := p.Acquire(ctx)
+	require.NoError(t, err)
+	assert.NotSame(t, c, c2)
+	require.NoError(t, p.Release(c2))
+}
+
+func TestAcquireWithDoneCtx(t *testing.T) {
+	p := newPool(t, supapool.Config{MaxConnections: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := p.Acquire(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	checkIdentities(t, p.Stats())
+	assert.Equal(t, 0, p.Stats().ActiveConnections)
+}
+
+func TestAcquireTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, supapool.Config{MaxConnections: 1, AcquireTimeout: 2 * time.Second})
+		c, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		start := time.Now()
+		_, err = p.Acquire(context.Background())
+		require.ErrorIs(t, err, supapool.ErrAcquireTimeout)
+		assert.Equal(t, 2*time.Second, time.Since(start), "waits exactly AcquireTimeout")
+		var te *supapool.AcquireTimeoutError
+		require.ErrorAs(t, err, &te)
+		assert.Equal(t, 1, te.Stats.ActiveConnections)
+		for _, hint := range []string{"MaxConnections", "AcquireTimeout", "never releases"} {
+			assert.Contains(t, err.Error(), hint)
+		}
+		assert.NotContains(t, err.Error(), testKey)
+		s := p.Stats()
+		assert.EqualValues(t, 1, s.AcquireTimeouts)
+		assert.EqualValues(t, 1, s.WaitCount)
+		assert.Equal(t, 2*time.Second, s.WaitDuration)
+		assert.Equal(t, 0, s.WaitingForConnection, "a timed-out waiter leaves nothing behind")
+		checkIdentities(t, s)
+		require.NoError(t, p.Release(c))
+	})
+}
+
+func TestAcquireCtxDeadlineBeforeTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, supapool.Config{MaxConnections: 1, AcquireTimeout: time.Minute})
+		c, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err = p.Acquire(ctx)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.ErrorIs(t, err, ctx.Err())
+		assert.False(t, errors.Is(err, supapool.ErrAcquireTimeout))
+		assert.EqualValues(t, 1, p.Stats().CanceledAcquires)
+		require.NoError(t, p.Release(c))
+		// The canceled waiter took nothing: the released client is idle.
+		s := p.Stats()
+		assert.Equal(t, 1, s.IdleConnections)
+		checkIdentities(t, s)
+	})
+}
+
+func TestWaitersAreServedInArrivalOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, supapool.Config{MaxConnections: 1, AcquireTimeout: time.Hour})
+		held, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		const n = 5
+		got := make(chan int, n)
+		clients := make(chan *supabase.Client, n)
+		for i := range n {
+			go func() {
+				c, err := p.Acquire(context.Background())
+				if err != nil {
+					t.Errorf("waiter %d: %v", i, err)
+					return
+				}
+				got <- i
+				clients <- c
+			}()
+			synctest.Wait() // waiter i is blocked before waiter i+1 starts
+		}
+		require.Equal(t, n, p.Stats().WaitingForConnection)
+		// A newcomer arriving now queues behind the earlier waiters too.
+		require.NoError(t, p.Release(held))
+		for want := range n {
+			require.Equal(t, want, <-got)
+			require.NoError(t, p.Release(<-clients))
+		}
+		checkIdentities(t, p.Stats())
+	})
+}
+
+func TestCanceledWaiterLeavesNothingBehind(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, supapool.Config{MaxConnections: 1, AcquireTimeout: time.Hour})
+		held, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() {
+			_, err := p.Acquire(ctx)
+			errc <- err
+		}()
+		synctest.Wait()
+		require.Equal(t, 1, p.Stats().WaitingForConnection)
+		cancel()
+		require.ErrorIs(t, <-errc, context.Canceled)
+		require.Equal(t, 0, p.Stats().WaitingForConnection)
+		require.NoError(t, p.Release(held))
+		// The client went back to the pool, not to the departed waiter.
+		c, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		require.Same(t, held, c)
+		require.NoError(t, p.Release(c))
+		checkIdentities(t, p.Stats())
+	})
+}
+
+func TestDiscardWithWaiterCreatesReplacement(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, supapool.Config{MaxConnections: 1, AcquireTimeout: time.Hour})
+		held, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		got := make(chan *supabase.Client, 1)
+		go func() {
+			c, err := p.Acquire(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			got <- c
+		}()
+		synctest.Wait()
+		require.NoError(t, p.Discard(held))
+		c := <-got
+		require.NotNil(t, c)
+		require.NotSame(t, held, c)
+		require.NoError(t, p.Release(c))
+		s := p.Stats()
+		assert.EqualValues(t, 2, s.TotalCreated)
+		checkIdentities(t, s)
+	})
+}
+
+func TestCloseFailsWaitersAndWaitsForClientsInUse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := supapool.New(unusedURL, testKey, supapool.Config{MaxConnections: 2, MinConnections: 2, AcquireTimeout: time.Hour})
+		require.NoError(t, err)
+		a, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		b, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		waiterErr := make(chan error, 1)
+		go func() {
+			_, err := p.Acquire(context.Background())
+			waiterErr <- err
+		}()
+		synctest.Wait()
+
+		closeErr := make(chan error, 1)
+		go func() { closeErr <- p.Close(context.Background()) }()
+		require.ErrorIs(t, <-waiterErr, supapool.ErrPoolClosed, "a waiter fails at once")
+		_, err = p.Acquire(context.Background())
+		require.ErrorIs(t, err, supapool.ErrPoolClosed, "new Acquires fail at once")
+		synctest.Wait()
+		select {
+		case err := <-closeErr:
+			t.Fatalf("Close returned %v with clients still in use", err)
+		default:
+		}
+		require.NoError(t, p.Release(a), "a client in use may still be released")
+		require.NoError(t, p.Discard(b))
+		require.NoError(t, <-closeErr)
+		s := p.Stats()
+		assert.True(t, s.Closed)
+		assert.Equal(t, 0, s.TotalConnections)
+		checkIdentities(t, s)
+		require.NoError(t, p.Close(context.Background()), "Close is idempotent")
+	})
+}
+
+func TestCloseGivesUpAtCtxDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := supapool.New(unusedURL, testKey, supapool.Config{MaxConnections: 2})
+		require.NoError(t, err)
+		leaked, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		start := time.Now()
+		err = p.Close(ctx)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Contains(t, err.Error(), "1 client(s) still checked out")
+		assert.Equal(t, 3*time.Second, time.Since(start))
+		// The reaper is gone already (synctest.Test fails on a leaked
+		// goroutine); the late release is still accepted.
+		require.NoError(t, p.Release(leaked))
+		require.NoError(t, p.Close(context.Background()))
+	})
+}
+
+func TestReaperShrinksUnderLightSteadyLoad(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const idle = 10 * time.Second
+		p := newPool(t, supapool.Config{MaxConnections: 10, MinConnections: 2, IdleTimeout: idle})
+		ctx := context.Background()
+		// A burst grows the pool to its maximum.
+		var burst []*supabase.Client
+		for range 10 {
+			c, err := p.Acquire(ctx)
+			require.NoError(t, err)
+			burst = append(burst, c)
+		}
+		for _, c := range burst {
+			require.NoError(t, p.Release(c))
+		}
+		require.Equal(t, 10, p.Stats().TotalConnections)
+		// Then one request at a time, every 100ms: the channel hands the
+		// clients out in turn, so each is used every second.
+		start := time.Now()
+		for time.Since(start) < 3*idle {
+			c, err := p.Acquire(ctx)
+			require.NoError(t, err)
+			time.Sleep(10 * time.Millisecond)
+			require.NoError(t, p.Release(c))
+			time.Sleep(90 * time.Millisecond)
+		}
+		s := p.Stats()
+		assert.Equal(t, 2, s.TotalConnections, "back to MinConnections within a few IdleTimeouts")
+		assert.EqualValues(t, 8, s.IdleClosed)
+		checkIdentities(t, s)
+	})
+}
+
+func TestReaperKeepsBusyClientsAndRefillsMin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const idle = 10 * time.Second
+		p := newPool(t, supapool.Config{MaxConnections: 4, MinConnections: 2, IdleTimeout: idle})
+		ctx := context.Background()
+		var held []*supabase.Client
+		for range 4 {
+			c, err := p.Acquire(ctx)
+			require.NoError(t, err)
+			held = append(held, c)
+		}
+		time.Sleep(3 * idle)
+		assert.Equal(t, 4, p.Stats().TotalConnections, "clients in use are never reaped")
+		for _, c := range held {
+			require.NoError(t, p.Discard(c))
+		}
+		require.Equal(t, 0, p.Stats().TotalConnections)
+		time.Sleep(idle + time.Second)
+		s := p.Stats()
+		assert.Equal(t, 2, s.TotalConnections, "the reaper refills to MinConnections")
+		assert.Equal(t, 2, s.IdleConnections)
+		checkIdentities(t, s)
+	})
+}
+
+func TestMaxLifetime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, supapool.Config{MaxConnections: 2, MinConnections: 1, MaxLifetime: time.Minute, MaxLifetimeJitter: 10 * time.Second})
+		ctx := context.Background()
+		first, err := p.Acquire(ctx)
+		require.NoError(t, err)
+		require.NoError(t, p.Release(first))
+		time.Sleep(80 * time.Second) // past lifetime + jitter
+		c, err := p.Acquire(ctx)
+		require.NoError(t, err)
+		assert.NotSame(t, first, c, "an expired client is not handed out")
+		// A client in use that expires is destroyed when released.
+		time.Sleep(80 * time.Second)
+		require.NoError(t, p.Release(c))
+		s := p.Stats()
+		assert.EqualValues(t, 2, s.LifetimeClosed)
+		checkIdentities(t, s)
+	})
+}
+
+func TestInstance(t *testing.T) {
+	cfg := supapool.Config{MaxConnections: 3}
+	a, err := supapool.Instance(unusedURL, testKey, cfg)
+	require.NoError(t, err)
+	b, err := supapool.Instance(unusedURL, testKey, supapool.Config{MaxConnections: 7})
+	require.NoError(t, err)
+	require.Same(t, a, b, "same (url, key): same pool, whatever the cfg")
+	assert.Equal(t, 3, b.Stats().MaxConnections)
+	other, err := supapool.Instance(unusedURL, "another-key", cfg)
+	require.NoError(t, err)
+	require.NotSame(t, a, other)
+
+	require.NoError(t, a.Close(context.Background()))
+	fresh, err := supapool.Instance(unusedURL, testKey, cfg)
+	require.NoError(t, err)
+	require.NotSame(t, a, fresh, "a closed pool leaves the registry")
+	require.False(t, fresh.Stats().Closed)
+	require.NoError(t, fresh.Close(context.Background()))
+	require.NoError(t, other.Close(context.Background()))
+
+	_, err = supapool.Instance("", testKey, cfg)
+	require.ErrorIs(t, err, supapool.ErrInvalidConfig)
+}
+
+// TestStressInvariants hammers a small pool from many goroutines with
+// random cancellation and discards and checks that no client ever has two
+// owners, that the Stats identities hold in every snapshot, and that there
+// are never more than MaxConnections clients.
+func TestStressInvariants(t *testing.T) {
+	const maxConns, workers, rounds = 4, 32, 400
+	p := newPool(t, supapool.Config{MaxConnections: maxConns, MinConnections: 1, AcquireTimeout: time.Second})
+	var owners sync.Map // *supabase.Client -> worker id
+	var acquired, failed atomic.Int64
+	stop := make(chan struct{})
+	watcher := make(chan struct{})
+	go func() {
+		defer close(watcher)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				checkIdentities(t, p.Stats())
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 1))
+			for range rounds {
+				ctx, cancel := context.WithCancel(context.Background())
+				if r.IntN(4) == 0 {
+					time.AfterFunc(time.Duration(r.IntN(50))*time.Microsecond, cancel)
+				}
+				c, err := p.Acquire(ctx)
+				if err != nil {
+					cancel() //nolint:govet // canceled on every path
+					if !errors.Is(err, context.Canceled) && !errors.Is(err, supapool.ErrAcquireTimeout) {
+						t.Errorf("unexpected error: %v", err)
+						return
+					}
+					failed.Add(1)
+					continue
+				}
+				acquired.Add(1)
+				if prev, loaded := owners.LoadOrStore(c, w); loaded {
+					t.Errorf("client handed to worker %d while worker %v holds it", w, prev)
+				}
+				if r.IntN(3) == 0 {
+					time.Sleep(time.Duration(r.IntN(20)) * time.Microsecond)
+				}
+				owners.Delete(c)
+				if r.IntN(8) == 0 {
+					require.NoError(t, p.Discard(c))
+				} else {
+					require.NoError(t, p.Release(c))
+				}
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-watcher
+	s := p.Stats()
+	checkIdentities(t, s)
+	assert.Equal(t, 0, s.ActiveConnections)
+	assert.Equal(t, 0, s.WaitingForConnection)
+	assert.Equal(t, acquired.Load(), s.TotalAcquired)
+	assert.LessOrEqual(t, s.CanceledAcquires+s.AcquireTimeouts, failed.Load())
+	t.Logf("acquired %d, failed %d, created %d, stats %+v", acquired.Load(), failed.Load(), s.TotalCreated, s)
+}

@@ -1,0 +1,193 @@
+package supapool
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Error is a failed PostgREST request as seen on the wire: the HTTP status,
+// PostgREST's JSON error body, and the Retry-After the server sent. The
+// error from postgrest-go ("(CODE) message") drops the status and headers;
+// the pool's transport keeps them, and WithClient and WithRetry return them
+// as an *Error that wraps the closure's own error (errors.Is and errors.As
+// see through it). Error never contains a key or a token.
+type Error struct {
+	Method     string        // HTTP method of the failed request
+	Status     int           // HTTP status; 0 when no response arrived
+	Code       string        // PostgREST or PostgreSQL error code, e.g. "PGRST000", "23505"
+	Message    string        // PostgREST's message
+	Details    string        // PostgREST's details, if any
+	Hint       string        // PostgREST's hint, if any
+	RetryAfter time.Duration // the server's Retry-After; 0 when absent
+	Attempts   int           // attempts made (WithRetry); 1 for WithClient
+	Err        error         // the closure's error
+
+	neverSent bool // the request failed before it reached the server
+}
+
+// Error describes the failure.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("supapool: ")
+	if e.Method != "" {
+		b.WriteString(e.Method)
+		b.WriteString(": ")
+	}
+	switch {
+	case e.Status != 0:
+		b.WriteString(strconv.Itoa(e.Status))
+		if e.Code != "" {
+			b.WriteString(" " + e.Code)
+		}
+		if e.Message != "" {
+			b.WriteString(": " + e.Message)
+		}
+		if e.Details != "" {
+			b.WriteString(" (" + e.Details + ")")
+		}
+		if e.Hint != "" {
+			b.WriteString(" hint: " + e.Hint)
+		}
+	case e.Err != nil:
+		b.WriteString(e.Err.Error())
+	default:
+		b.WriteString("request failed")
+	}
+	if e.Attempts > 1 {
+		fmt.Fprintf(&b, " (after %d attempts)", e.Attempts)
+	}
+	return b.String()
+}
+
+// Unwrap returns the closure's error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// wireKey is the ctx key of the wireRecord of one closure call.
+type wireKey struct{}
+
+// wireRecord collects what the requests of one closure call met on the
+// wire. The transport fills it; WithClient and WithRetry read it after the
+// closure returns. A closure may send requests from several goroutines.
+type wireRecord struct {
+	mu sync.Mutex
+	// fail is the last request that failed (transport error or status >= 400).
+	fail *Error
+	// transportFailed: a request broke at the transport after it may have
+	// been written (reset, EOF, timeout): the client's connection is suspect.
+	transportFailed bool
+	// writeMayHaveRun: a request that is not GET or HEAD may have changed
+	// data (it succeeded, or failed in a way that does not prove otherwise).
+	writeMayHaveRun bool
+}
+
+func withWireRecord(ctx context.Context, rec *wireRecord) context.Context {
+	return context.WithValue(ctx, wireKey{}, rec)
+}
+
+func wireRecordFrom(ctx context.Context) *wireRecord {
+	r, _ := ctx.Value(wireKey{}).(*wireRecord)
+	return r
+}
+
+// maxErrorBody bounds how much of an error response the transport reads.
+const maxErrorBody = 64 << 10
+
+// observe records one round trip. For a response with status >= 400 it
+// reads the (small) error body and replaces resp.Body with a copy, so that
+// postgrest-go still sees the whole body.
+func (r *wireRecord) observe(req *http.Request, resp *http.Response, err error) {
+	safe := req.Method == http.MethodGet || req.Method == http.MethodHead
+	var fail *Error
+	switch {
+	case err != nil:
+		fail = &Error{Method: req.Method, Err: err, neverSent: neverSent(err)}
+	case resp.StatusCode >= 400:
+		fail = &Error{Method: req.Method, Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now)}
+		body, rerr := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		_ = resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		if rerr == nil {
+			var pg struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+				Details any    `json:"details"`
+				Hint    any    `json:"hint"`
+			}
+			if json.Unmarshal(body, &pg) == nil {
+				fail.Code, fail.Message = pg.Code, pg.Message
+				fail.Details, fail.Hint = text(pg.Details), text(pg.Hint)
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if fail != nil {
+		r.fail = fail
+		if err != nil && !fail.neverSent {
+			r.transportFailed = true
+		}
+	}
+	if !safe && (fail == nil || !statementNeverRan(fail)) {
+		r.writeMayHaveRun = true
+	}
+}
+
+// snapshot returns the last failure and the flags.
+func (r *wireRecord) snapshot() (fail *Error, transportFailed, writeMayHaveRun bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fail, r.transportFailed, r.writeMayHaveRun
+}
+
+// text renders a JSON value of PostgREST's details or hint as text.
+func text(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	default:
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+}
+
+// neverSent reports whether err proves the request never reached the
+// server: the connection could not be made (refused, DNS, dial timeout).
+func neverSent(err error) bool {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return true
+	}
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == "dial"
+}
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now func() time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		if s < 0 {
+			return 0
+		}
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now()); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
