@@ -1,0 +1,104 @@
+package supapool_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/jackc/puddle/v2"
+	supabase "github.com/supabase-community/supabase-go"
+
+	"github.com/supapool/supapool"
+)
+
+// The pool benchmarks run each case on supapool and, in the same run, on
+// github.com/jackc/puddle/v2 (the pool under pgxpool), holding the same
+// *supabase.Client resources. Compare them with benchstat or by eye:
+//
+//	go test -run '^$' -bench 'Pool' -benchmem -count 10 . | tee bench.txt
+//
+// A case is named by its goroutines and pool size.
+var benchCases = []struct {
+	name       string
+	goroutines int // 1 means a plain loop, uncontended
+	size       int
+}{
+	{"uncontended", 1, 4},
+	{"g8_pool64", 8, 64},
+	{"g8_pool1_handoff", 8, 1},
+	{"g64_pool8", 64, 8},
+}
+
+func BenchmarkPool(b *testing.B) {
+	for _, bc := range benchCases {
+		b.Run(bc.name+"/supapool", func(b *testing.B) {
+			p, err := supapool.New(unusedURL, testKey, supapool.Config{
+				MaxConnections: bc.size, MinConnections: bc.size, AcquireTimeout: time.Minute,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close(context.Background())
+			ctx := context.Background()
+			run(b, bc.goroutines, func() {
+				c, err := p.Acquire(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := p.Release(c); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+		b.Run(bc.name+"/puddle", func(b *testing.B) {
+			p, err := puddle.NewPool(&puddle.Config[*supabase.Client]{
+				Constructor: func(context.Context) (*supabase.Client, error) {
+					return supabase.NewClient(unusedURL, testKey, nil)
+				},
+				Destructor: func(*supabase.Client) {},
+				MaxSize:    int32(bc.size),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			for range bc.size {
+				if err := p.CreateResource(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			ctx := context.Background()
+			run(b, bc.goroutines, func() {
+				r, err := p.Acquire(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				r.Release()
+			})
+		})
+	}
+}
+
+// run calls op b.N times, from one goroutine or spread over g goroutines.
+func run(b *testing.B, g int, op func()) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	if g == 1 {
+		for range b.N {
+			op()
+		}
+		return
+	}
+	procs := runtime.GOMAXPROCS(0)
+	if g%procs != 0 {
+		b.Fatal(fmt.Sprintf("%d goroutines is not a multiple of GOMAXPROCS=%d", g, procs))
+	}
+	b.SetParallelism(g / procs)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			op()
+		}
+	})
+}
