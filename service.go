@@ -6,6 +6,74 @@ import (
 	supabase "github.com/supabase-community/supabase-go"
 )
 
+// PooledService is the base type for services that run their queries on
+// pooled clients. Embed a *PooledService in your own service type and
+// write each method as a closure over a client:
+//
+//	type CategoryService struct{ *supapool.PooledService }
+//
+//	func (s CategoryService) ListCategories(ctx context.Context, budgetID string) ([]Category, error) {
+//		var out []Category
+//		err := s.WithClient(ctx, func(ctx context.Context, c *supabase.Client) error {
+//			_, err := c.From("categories").Select("*", "", false).Eq("budget_id", budgetID).ExecuteToWithContext(ctx, &out)
+//			return err
+//		})
+//		return out, err
+//	}
+//
+// A PooledService is safe for concurrent use; many services may share one
+// Pool. Its zero value is not usable: create it with NewPooledService.
+type PooledService struct {
+	pool *Pool
+}
+
+// NewPooledService returns a service base that runs closures on p's clients.
+func NewPooledService(p *Pool) *PooledService {
+	if p == nil {
+		panic("supapool: NewPooledService needs a non-nil *Pool")
+	}
+	return &PooledService{pool: p}
+}
+
+// Pool returns the pool the service runs on.
+func (s *PooledService) Pool() *Pool { return s.pool }
+
+// WithClient runs fn on a pooled client: see Pool.WithClient.
+func (s *PooledService) WithClient(ctx context.Context, fn func(ctx context.Context, c *supabase.Client) error) error {
+	return s.pool.WithClient(ctx, fn)
+}
+
+// WithRetry runs fn like WithClient and runs it again, on a fresh client
+// from the pool, after a failure that is transient (see IsTransient) and
+// safe to repeat, at most Config.MaxRetries times (RetryMax overrides it).
+//
+// A failure is safe to repeat when the attempt sent only reads (GET,
+// HEAD), or when it proves that the statement never ran: the connection
+// could not be made, or PostgREST answered 503 PGRST000-PGRST002 or 504
+// PGRST003. A write (POST, PATCH, PUT, DELETE, an RPC over POST) that may
+// have reached the database is not run again, so an insert never becomes
+// two rows, unless the call declares it Idempotent. An attempt whose
+// earlier request changed data is not repeated either.
+//
+// Waits between attempts grow exponentially from Config.RetryDelay with
+// full jitter, capped by Config.MaxRetryDelay. A server's Retry-After is
+// honoured when it is longer; one beyond MaxRetryDelay, or a wait that
+// would outlast ctx's deadline, ends the retries with the last error. When
+// ctx ends during a wait, WithRetry returns at once with an error that
+// matches both ctx's error and the last attempt's.
+//
+// The error of the last attempt is returned as WithClient returns it; an
+// *Error's Attempts says how many attempts were made.
+func (s *PooledService) WithRetry(ctx context.Context, fn func(ctx context.Context, c *supabase.Client) error, opts ...RetryOption) error {
+	return s.pool.withRetry(ctx, fn, opts...)
+}
+
+// PoolStats returns the pool's statistics.
+func (s *PooledService) PoolStats() Stats { return s.pool.Stats() }
+
+// HealthCheck checks the pool and PostgREST: see Pool.HealthCheck.
+func (s *PooledService) HealthCheck(ctx context.Context) Health { return s.pool.HealthCheck(ctx) }
+
 // WithClient acquires a client, calls fn with it and releases it. fn gets a
 // ctx derived from ctx; pass it to the requests (ExecuteWithContext,
 // ExecuteToWithContext) so that they are bounded by ctx, carry the user

@@ -1,0 +1,96 @@
+package supapool
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	supabase "github.com/supabase-community/supabase-go"
+
+	"github.com/supapool/supapool/internal/clientpatch"
+)
+
+// Health is the result of a health check, in the original design's JSON
+// shape: {"healthy": true, "details": {"stats": {...}, "testQuery": {...}}}.
+// It never contains a key or a token.
+type Health struct {
+	Healthy bool          `json:"healthy"`
+	Details HealthDetails `json:"details"`
+}
+
+// HealthDetails holds the pool's statistics and the test request's result.
+type HealthDetails struct {
+	Stats     Stats           `json:"stats"`
+	TestQuery TestQueryResult `json:"testQuery"`
+}
+
+// TestQueryResult is the outcome of HealthCheck's test request.
+type TestQueryResult struct {
+	Success   bool    `json:"success"`
+	LatencyMs float64 `json:"latencyMs"`        // time to acquire a client and get the answer
+	Status    int     `json:"status,omitempty"` // HTTP status, when an answer came
+	Error     string  `json:"error,omitempty"`  // why it failed
+}
+
+// HealthCheck sends one cheap request to PostgREST on a pooled client (GET
+// /rest/v1/ with the pool's key, or one row of Config.HealthCheckTable)
+// and reports the pool healthy when it succeeds and the pool is open. The
+// request is bounded by ctx and by Config.HealthCheckTimeout. A pool whose
+// clients are all busy for that long reports unhealthy too.
+func (p *Pool) HealthCheck(ctx context.Context) Health {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.HealthCheckTimeout)
+	defer cancel()
+	start := time.Now()
+	var status int
+	err := p.WithClient(ctx, func(ctx context.Context, c *supabase.Client) error {
+		var err error
+		status, err = p.testRequest(ctx, c)
+		return err
+	})
+	res := TestQueryResult{
+		Success:   err == nil,
+		LatencyMs: float64(time.Since(start).Microseconds()) / 1000,
+		Status:    status,
+	}
+	if err != nil {
+		res.Error = err.Error()
+	}
+	stats := p.Stats()
+	return Health{
+		Healthy: res.Success && !stats.Closed,
+		Details: HealthDetails{Stats: stats, TestQuery: res},
+	}
+}
+
+// testRequest sends the health check's request through c's own transport,
+// so that it carries the client's headers and goes through the pool.
+func (p *Pool) testRequest(ctx context.Context, c *supabase.Client) (int, error) {
+	if t := p.cfg.HealthCheckTable; t != "" {
+		_, _, err := c.From(t).Select("*", "", false).Limit(1, "").ExecuteWithContext(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return http.StatusOK, nil
+	}
+	rest, err := clientpatch.REST(c)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(p.url, "/")+supabase.REST_URL+"/", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := rest.Transport.RoundTrip(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 300 {
+		return resp.StatusCode, fmt.Errorf("supapool: health check: PostgREST answered %s", resp.Status)
+	}
+	return resp.StatusCode, nil
+}
