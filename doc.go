@@ -1,0 +1,56 @@
+// Package supapool pools supabase-go clients for Go API services.
+//
+// A service that builds a supabase.Client per request, or shares one,
+// bounds nothing and sees nothing: every supabase-go client sends its
+// PostgREST requests through http.DefaultTransport, which keeps only two
+// idle connections per host, so under concurrency most requests open a new
+// TCP connection. A Pool keeps between Config.MinConnections and
+// Config.MaxConnections clients, all bound to one transport that the pool
+// owns and sizes, so that the pool's size is also the bound on TCP
+// connections, and those connections are reused.
+//
+// # Using a pool
+//
+// Create one Pool per database at start-up (New, or Instance for a
+// process-wide one), and Close it at shutdown. Run queries in closures:
+//
+//	pool, err := supapool.New(url, serviceKey, supapool.ProductionConfig())
+//	...
+//	defer pool.Close(context.Background())
+//
+//	err = pool.WithClient(ctx, func(ctx context.Context, c *supabase.Client) error {
+//		_, err := c.From("categories").Select("*", "", false).ExecuteToWithContext(ctx, &out)
+//		return err
+//	})
+//
+// Pass the closure's ctx to the request (the ...WithContext methods of
+// postgrest-go): it bounds the request, carries the user's token set with
+// WithAuthToken, and lets the pool see what happened on the wire.
+//
+// Acquire and Release are there for code that cannot use a closure; every
+// Acquire must be followed by exactly one Release or Discard.
+//
+// # Services, retries and auth
+//
+// PooledService is a base type to embed in your own services. Its
+// WithRetry retries transient failures with exponential backoff and
+// jitter, honours Retry-After, and never runs a write twice unless the
+// failure proves the statement never ran or the call is declared
+// Idempotent. Failed requests come back as *Error with the HTTP status and
+// PostgREST's code. WithAuthToken makes the requests of one ctx run as a
+// user (row-level security) without changing the pooled client.
+//
+// # Observability
+//
+// Stats returns a consistent snapshot in the spirit of database/sql's
+// DBStats. HealthCheck and HealthHandler probe PostgREST through the pool;
+// Middleware adds X-Pool-* headers to responses.
+//
+// # Lifecycle
+//
+// New starts the pool's single reaper goroutine, which shrinks the pool
+// back to MinConnections once clients have been surplus for IdleTimeout
+// and retires clients past MaxLifetime; Close stops it and waits for the
+// clients in use to come back. No key or token ever appears in the pool's
+// errors, logs, Stats or health reports.
+package supapool
