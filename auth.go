@@ -13,8 +13,12 @@ type authToken struct{ jwt string }
 // it by a pool's client carry "Authorization: Bearer <jwt>" instead of the
 // pool's key, so that PostgreSQL's row-level security sees the user. The
 // apikey header stays the pool's key, and nothing is stored on the client:
-// the next borrower of the same client is not affected. An empty jwt
-// returns ctx unchanged.
+// the next borrower of the same client is not affected.
+//
+// An empty jwt does not fall back to the pool's key: every request sent
+// with the returned ctx fails with ErrEmptyAuthToken before it leaves, so
+// a handler that forgot to check for a missing token cannot bypass
+// row-level security by accident.
 //
 // Pass the returned ctx to the closure's requests, for example
 // ExecuteToWithContext(ctx, &out). Do not call UpdateAuthSession, SignIn*
@@ -22,9 +26,6 @@ type authToken struct{ jwt string }
 // headers. A client whose auth state was changed that way is destroyed on
 // release rather than handed to another caller.
 func WithAuthToken(ctx context.Context, jwt string) context.Context {
-	if jwt == "" {
-		return ctx
-	}
 	return context.WithValue(ctx, authKey{}, &authToken{jwt: jwt})
 }
 

@@ -26,6 +26,11 @@ var (
 	// this pool did not hand out or that is not checked out now (nil, a
 	// second Release, a client of another pool). Nothing changes.
 	ErrUnknownClient = errors.New("supapool: client is not checked out from this pool (nil, foreign, or already released)")
+
+	// ErrEmptyAuthToken is the error of a request sent with a ctx from
+	// WithAuthToken(ctx, ""): it is refused before it leaves rather than
+	// sent with the pool's key. Check for a missing user token first.
+	ErrEmptyAuthToken = errors.New("supapool: WithAuthToken was given an empty token; the request was not sent (it would have run with the pool's key)")
 )
 
 // AcquireTimeoutError is the error Acquire returns after waiting

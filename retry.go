@@ -47,9 +47,9 @@ func Idempotent() RetryOption {
 	return func(p *retryPolicy) { p.idempotent = true }
 }
 
-// withRetry runs fn until it succeeds, fails for good, or the retries are
-// spent. See PooledService.WithRetry.
-func (p *Pool) withRetry(ctx context.Context, fn func(ctx context.Context, c *supabase.Client) error, opts ...RetryOption) error {
+// WithRetry runs fn like WithClient and runs it again after a transient
+// failure that is safe to repeat; see PooledService.WithRetry.
+func (p *Pool) WithRetry(ctx context.Context, fn func(ctx context.Context, c *supabase.Client) error, opts ...RetryOption) error {
 	pol := retryPolicy{retries: p.cfg.MaxRetries, base: p.cfg.RetryDelay, cap: p.cfg.MaxRetryDelay}
 	for _, o := range opts {
 		o(&pol)
@@ -128,22 +128,30 @@ func retryable(rec *wireRecord, idempotent bool) bool {
 // PGRST003); PostgreSQL reported a connection (class 08) or resource
 // (class 53) problem or an admin shutdown (57P01); or a gateway answered
 // 502, 503 or 504 without a PostgREST code, or the connection broke after
-// the request was sent. Other 4xx and 5xx answers and a canceled ctx are
-// not transient.
+// the request was sent. An acquire timeout (ErrAcquireTimeout: the pool
+// is saturated) is transient too, though WithRetry does not retry it, as
+// it has already waited AcquireTimeout. Other 4xx and 5xx answers, a
+// canceled ctx and ErrEmptyAuthToken are not transient.
+//
+// Transient does not mean safe to resend: for a write, see Error.NeverRan.
 func IsTransient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
+	}
+	if errors.Is(err, ErrAcquireTimeout) {
+		return true
 	}
 	var e *Error
 	if errors.As(err, &e) {
 		return isTransient(e)
 	}
-	return neverSent(err)
+	return neverSent(err) && !errors.Is(err, ErrEmptyAuthToken)
 }
 
 func isTransient(e *Error) bool {
 	if e.Status == 0 {
-		return e.Err != nil && !errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, context.DeadlineExceeded)
+		return e.Err != nil && !errors.Is(e.Err, ErrEmptyAuthToken) &&
+			!errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, context.DeadlineExceeded)
 	}
 	if statementNeverRan(e) {
 		return true

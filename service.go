@@ -65,7 +65,7 @@ func (s *PooledService) WithClient(ctx context.Context, fn func(ctx context.Cont
 // The error of the last attempt is returned as WithClient returns it; an
 // *Error's Attempts says how many attempts were made.
 func (s *PooledService) WithRetry(ctx context.Context, fn func(ctx context.Context, c *supabase.Client) error, opts ...RetryOption) error {
-	return s.pool.withRetry(ctx, fn, opts...)
+	return s.pool.WithRetry(ctx, fn, opts...)
 }
 
 // PoolStats returns the pool's statistics.

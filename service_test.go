@@ -227,9 +227,9 @@ func TestRetryStopsWhenCtxEndsDuringWait(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.WithRetry(ctx, read, supapool.RetryBackoff(time.Hour, time.Hour)) }()
-	// Wait until the first attempt has been answered; WithRetry is then in
-	// its backoff (the full-jitter wait may be short, so allow a second try).
-	require.Eventually(t, func() bool { return srv.count() >= 1 }, 5*time.Second, time.Millisecond)
+	// Wait until the first attempt is over (its client is back in the
+	// pool): WithRetry is then in its backoff, which is up to an hour.
+	require.Eventually(t, func() bool { return s.PoolStats().TotalReleased >= 1 }, 5*time.Second, time.Millisecond)
 	cancel()
 	select {
 	case err := <-done:
@@ -506,4 +506,47 @@ func TestMiddlewareHeaders(t *testing.T) {
 	rec = httptest.NewRecorder()
 	onlyDebug.ServeHTTP(rec, req)
 	assert.Equal(t, "2", rec.Header().Get("X-Pool-Total-Connections"))
+}
+
+func TestEmptyAuthTokenIsRefusedNotEscalated(t *testing.T) {
+	srv := newFakeREST(t, ok200)
+	s := newService(t, srv.URL, supapool.Config{MaxRetries: 3})
+	ctx := supapool.WithAuthToken(context.Background(), "")
+	err := s.WithRetry(ctx, read)
+	require.ErrorIs(t, err, supapool.ErrEmptyAuthToken)
+	assert.False(t, supapool.IsTransient(err))
+	assert.Equal(t, 0, srv.count(), "nothing was sent with the service key")
+	assert.EqualValues(t, 0, s.PoolStats().Discarded, "the client is fine")
+}
+
+func TestErrorNeverRan(t *testing.T) {
+	for _, tc := range []struct {
+		rep  reply
+		want bool
+	}{{pgrst000, true}, {pgrst003, true}, {gateway502, false}, {admin57P01, false}, {uniqueViol, false}} {
+		srv := newFakeREST(t, tc.rep)
+		s := newService(t, srv.URL, supapool.Config{})
+		var pe *supapool.Error
+		require.ErrorAs(t, s.WithClient(context.Background(), insert), &pe)
+		assert.Equal(t, tc.want, pe.NeverRan(), "%d %s", pe.Status, pe.Code)
+	}
+}
+
+func TestPoolWithRetryAndAcquireTimeoutIsTransient(t *testing.T) {
+	srv := newFakeREST(t, pgrst000, ok200)
+	p, err := supapool.New(srv.URL, testKey, supapool.Config{MaxConnections: 1, RetryDelay: time.Millisecond, MaxRetries: 1, AcquireTimeout: 10 * time.Millisecond})
+	require.NoError(t, err)
+	defer p.Close(context.Background())
+	require.NoError(t, p.WithRetry(context.Background(), read))
+	assert.Equal(t, 2, srv.count())
+
+	held, err := p.Acquire(context.Background())
+	require.NoError(t, err)
+	calls := 0
+	err = p.WithRetry(context.Background(), func(context.Context, *supabase.Client) error { calls++; return nil })
+	require.ErrorIs(t, err, supapool.ErrAcquireTimeout)
+	assert.True(t, supapool.IsTransient(err), "a saturated pool is worth a later retry by the caller")
+	assert.Equal(t, 0, calls)
+	assert.EqualValues(t, 1, p.Stats().AcquireTimeouts, "WithRetry waited once, it did not retry the acquire")
+	require.NoError(t, p.Release(held))
 }

@@ -37,6 +37,16 @@ type poolTransport struct {
 func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	if tok := authTokenFrom(ctx); tok != nil {
+		if tok.jwt == "" {
+			if req.Body != nil {
+				_ = req.Body.Close()
+			}
+			err := ErrEmptyAuthToken
+			if rec := wireRecordFrom(ctx); rec != nil {
+				rec.observe(req, nil, err)
+			}
+			return nil, err
+		}
 		// postgrest-go has already added the client's own Authorization
 		// header to req; replace it on a copy, so that the request carries
 		// exactly one, and leave the client untouched.

@@ -69,6 +69,13 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// NeverRan reports whether the failure proves that the server did not run
+// the request, so that sending it again cannot apply a write twice: the
+// connection could not be made, or PostgREST answered 503 PGRST000-PGRST002
+// or 504 PGRST003. A handler can use it to tell its own caller whether a
+// retry is safe.
+func (e *Error) NeverRan() bool { return statementNeverRan(e) }
+
 // Unwrap returns the closure's error.
 func (e *Error) Unwrap() error { return e.Err }
 
@@ -165,6 +172,9 @@ func text(v any) string {
 // neverSent reports whether err proves the request never reached the
 // server: the connection could not be made (refused, DNS, dial timeout).
 func neverSent(err error) bool {
+	if errors.Is(err, ErrEmptyAuthToken) {
+		return true
+	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
 		return true
