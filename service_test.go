@@ -550,3 +550,22 @@ func TestPoolWithRetryAndAcquireTimeoutIsTransient(t *testing.T) {
 	assert.EqualValues(t, 1, p.Stats().AcquireTimeouts, "WithRetry waited once, it did not retry the acquire")
 	require.NoError(t, p.Release(held))
 }
+
+func TestWithClientKeepsClientWhenOwnCtxEnds(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	s := newService(t, srv.URL, supapool.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := s.WithClient(ctx, read)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.EqualValues(t, 0, s.PoolStats().Discarded, "the caller's deadline is not the client's fault")
+	assert.False(t, supapool.IsTransient(err))
+}

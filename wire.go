@@ -140,7 +140,8 @@ func (r *wireRecord) observe(req *http.Request, resp *http.Response, err error) 
 	defer r.mu.Unlock()
 	if fail != nil {
 		r.fail = fail
-		if err != nil && !fail.neverSent {
+		// A request cut short by its own ctx says nothing about the client.
+		if err != nil && !fail.neverSent && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 			r.transportFailed = true
 		}
 	}
