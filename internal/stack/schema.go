@@ -50,8 +50,14 @@ alter table public.budgets enable row level security;
 alter table public.categories enable row level security;
 create policy budgets_owner on public.budgets for all to authenticated
   using (owner_id = %[2]s) with check (owner_id = %[2]s);
+-- A category belongs to its owner, and only inside a budget of the same
+-- owner: checking owner_id alone would let a user add rows to (or move rows
+-- into) another user's budget.
 create policy categories_owner on public.categories for all to authenticated
-  using (owner_id = %[2]s) with check (owner_id = %[2]s);
+  using (owner_id = %[2]s
+         and exists (select 1 from public.budgets b where b.id = categories.budget_id and b.owner_id = %[2]s))
+  with check (owner_id = %[2]s
+         and exists (select 1 from public.budgets b where b.id = categories.budget_id and b.owner_id = %[2]s));
 
 revoke all on public.budgets, public.categories from anon, public;
 grant select, insert, update, delete on public.budgets, public.categories to authenticated;

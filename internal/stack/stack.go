@@ -9,7 +9,9 @@
 //
 // The proxy serves PostgREST under /rest/v1 (the prefix is stripped, as
 // Supabase's gateway does; anything else is 404) and answers 502 when
-// PostgREST is down. Its server side counts TCP connections (see Conns).
+// PostgREST is down. StopProxy and StartProxy take the proxy itself down
+// and up again on the same address, for "connection refused". Its server
+// side counts TCP connections (see Conns).
 package stack
 
 import (
@@ -75,16 +77,20 @@ type Stack struct {
 	pg       *proc // nil while stopped
 	rest     *proc // nil while stopped
 
-	proxy     *http.Server
-	proxyDone chan struct{}
-	transport *http.Transport
+	proxy        *http.Server // nil while the proxy is stopped
+	proxyDone    chan struct{}
+	proxyAddr    string // host:port the proxy listens on, kept across StopProxy/StartProxy
+	proxyHandler http.Handler
+	transport    *http.Transport
 
 	connNew, connOpen, connPeak atomic.Int64
+	connsLive                   sync.WaitGroup // one count per open proxy connection
 }
 
 const (
 	pollInterval    = 50 * time.Millisecond
 	restStopGrace   = 5 * time.Second
+	proxyStopGrace  = 5 * time.Second
 	pgStopGrace     = 10 * time.Second
 	outputBufBytes  = 64 << 10
 	portAttempts    = 4
@@ -162,6 +168,7 @@ func (s *Stack) start(ctx context.Context) error {
 	if err := s.startProxy(); err != nil {
 		return err
 	}
+	s.URL = "http://" + s.proxyAddr
 
 	now := time.Now()
 	s.ServiceKey = signHS256(s.jwtSecret, map[string]any{
@@ -375,6 +382,8 @@ func (s *Stack) adminOK(ctx context.Context, endpoint string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
+// startProxy builds the proxy's handler and transport and starts serving
+// on a free port.
 func (s *Stack) startProxy() error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -388,7 +397,6 @@ func (s *Stack) startProxy() error {
 		MaxIdleConnsPerHost: 200,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	discard := log.New(discardWriter{}, "", 0)
 	const prefix = "/rest/v1"
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
@@ -401,18 +409,26 @@ func (s *Stack) startProxy() error {
 			}
 		},
 		Transport: s.transport,
-		ErrorLog:  discard,
+		ErrorLog:  log.New(discardWriter{}, "", 0),
 	}
+	s.proxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != prefix && !strings.HasPrefix(r.URL.Path, prefix+"/") {
+			http.NotFound(w, r)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})
+	s.proxyAddr = ln.Addr().String()
+	s.serveProxyLocked(ln)
+	return nil
+}
+
+// serveProxyLocked serves the proxy's handler on ln.
+func (s *Stack) serveProxyLocked(ln net.Listener) {
 	s.proxy = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path != prefix && !strings.HasPrefix(r.URL.Path, prefix+"/") {
-				http.NotFound(w, r)
-				return
-			}
-			rp.ServeHTTP(w, r)
-		}),
+		Handler:           s.proxyHandler,
 		ConnState:         s.connState,
-		ErrorLog:          discard,
+		ErrorLog:          log.New(discardWriter{}, "", 0),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	s.proxyDone = make(chan struct{})
@@ -420,8 +436,70 @@ func (s *Stack) startProxy() error {
 		defer close(done)
 		_ = srv.Serve(ln)
 	}(s.proxy, s.proxyDone)
-	s.URL = "http://" + ln.Addr().String()
+}
+
+// stopProxyLocked closes the proxy's listener and its connections: idle
+// ones at once, busy ones when their request is done or, at the latest,
+// after grace. It returns when the proxy has stopped serving and every
+// connection's goroutine has finished (so Conns().Open is 0).
+func (s *Stack) stopProxyLocked(grace time.Duration) {
+	if s.proxy == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	if err := s.proxy.Shutdown(ctx); err != nil {
+		s.proxy.Close()
+	}
+	cancel()
+	<-s.proxyDone
+	// Serve has returned, so no connection is added any more; the closed
+	// ones report StateClosed from their own goroutines.
+	s.connsLive.Wait()
+	s.proxy, s.proxyDone = nil, nil
+}
+
+// StopProxy stops the gateway: it closes its listener and every
+// connection to it (idle ones at once, ones with a request in flight when
+// that request is done, or after 5 s), so that clients get "connection
+// refused" until StartProxy. PostgREST and PostgreSQL keep running. (While
+// only PostgREST is down, the proxy answers 502 instead.) Stopping a
+// stopped proxy does nothing.
+func (s *Stack) StopProxy() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
+	s.stopProxyLocked(proxyStopGrace)
 	return nil
+}
+
+// StartProxy starts the gateway again on the same address, so that URL
+// stays valid. It retries the bind until ctx is done, in case the port is
+// briefly taken. Starting a running proxy does nothing.
+func (s *Stack) StartProxy(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
+	if s.proxy != nil {
+		return nil
+	}
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for {
+		ln, err := net.Listen("tcp", s.proxyAddr)
+		if err == nil {
+			s.serveProxyLocked(ln)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stack: restart proxy on %s: %w (last error: %v)", s.proxyAddr, ctx.Err(), err)
+		case <-t.C:
+		}
+	}
 }
 
 type discardWriter struct{}
@@ -431,6 +509,7 @@ func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (s *Stack) connState(_ net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateNew:
+		s.connsLive.Add(1)
 		s.connNew.Add(1)
 		open := s.connOpen.Add(1)
 		for {
@@ -441,6 +520,7 @@ func (s *Stack) connState(_ net.Conn, st http.ConnState) {
 		}
 	case http.StateClosed, http.StateHijacked:
 		s.connOpen.Add(-1)
+		s.connsLive.Done()
 	}
 }
 
@@ -543,13 +623,8 @@ func (s *Stack) Close() error {
 	}
 	s.closed = true
 	var errs []error
-	if s.proxy != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := s.proxy.Shutdown(ctx); err != nil {
-			s.proxy.Close()
-		}
-		cancel()
-		<-s.proxyDone
+	s.stopProxyLocked(proxyStopGrace)
+	if s.transport != nil {
 		s.transport.CloseIdleConnections()
 	}
 	if s.rest != nil {

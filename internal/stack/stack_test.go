@@ -163,6 +163,26 @@ func TestStack(t *testing.T) {
 			assert.Equal(t, http.StatusForbidden, r.Status, "%s", r.Body)
 			assert.Equal(t, "42501", r.code())
 		}
+		// A user cannot put a category, even one of their own, into another
+		// user's budget: not by insert, and not by moving one there.
+		for owner, other := range map[string]string{"alice": "bob", "bob": "alice"} {
+			tok := s.UserToken(owner)
+			r := a.do(t, "POST", "/rest/v1/categories", tok, category{BudgetID: ids[other], Name: "Intruder"})
+			assert.Equal(t, http.StatusForbidden, r.Status, "%s inserts into %s's budget: %s", owner, other, r.Body)
+			assert.Equal(t, "42501", r.code())
+			r = a.do(t, "POST", "/rest/v1/categories", tok, category{BudgetID: ids[other], OwnerID: owner, Name: "Intruder"})
+			assert.Equal(t, http.StatusForbidden, r.Status, "%s inserts into %s's budget: %s", owner, other, r.Body)
+			mine := decode[[]category](t, a.do(t, "GET", "/rest/v1/categories?select=id&limit=1", tok, nil))
+			require.Len(t, mine, 1)
+			r = a.do(t, "PATCH", "/rest/v1/categories?id=eq."+mine[0].ID, tok, map[string]string{"budget_id": ids[other]})
+			assert.Equal(t, http.StatusForbidden, r.Status, "%s moves a category into %s's budget: %s", owner, other, r.Body)
+			assert.Equal(t, "42501", r.code())
+		}
+		out, err := s.SQL(ctx, "select count(*) from categories where name = 'Intruder'; "+
+			"select count(*) from categories c join budgets b on b.id = c.budget_id where c.owner_id <> b.owner_id;")
+		require.NoError(t, err)
+		assert.Equal(t, "0\n0", out, "no category landed in a foreign budget")
+
 		// owner_id defaults to the JWT's sub; updated_at is maintained.
 		tok := s.UserToken("alice")
 		r := a.do(t, "POST", "/rest/v1/categories", tok, category{BudgetID: ids["alice"], Name: "Fun", SortOrder: 3},
@@ -301,6 +321,26 @@ func TestStack(t *testing.T) {
 			return r.Status == http.StatusOK
 		}, 20*time.Second, 20*time.Millisecond, "last reply: %d %s", r.Status, r.Body)
 		t.Logf("it served 200 %v after PostgreSQL was started", time.Since(t1))
+	})
+
+	t.Run("proxy stop and start", func(t *testing.T) {
+		c := newAPI(t, s)
+		require.Equal(t, http.StatusOK, c.do(t, "GET", "/rest/v1/budgets", s.ServiceKey, nil).Status)
+		require.NoError(t, s.StopProxy())
+		require.NoError(t, s.StopProxy(), "stopping twice is fine")
+		assert.Equal(t, int64(0), s.Conns().Open, "every connection to the proxy is closed")
+		_, err := c.hc.Get(s.URL + "/rest/v1/")
+		var errno syscall.Errno
+		require.ErrorAs(t, err, &errno, "connection refused: %v", err)
+		assert.Equal(t, syscall.ECONNREFUSED, errno)
+		// PostgREST still runs behind it.
+		require.Eventually(t, func() bool { return s.adminOK(ctx, "/ready") }, 5*time.Second, 20*time.Millisecond)
+
+		require.NoError(t, s.StartProxy(ctx))
+		require.NoError(t, s.StartProxy(ctx), "starting twice is fine")
+		r := c.do(t, "GET", "/rest/v1/budgets", s.ServiceKey, nil)
+		assert.Equal(t, http.StatusOK, r.Status, "same URL after restart: %s", r.Body)
+		c.hc.CloseIdleConnections()
 	})
 
 	t.Run("Close", func(t *testing.T) {
