@@ -113,9 +113,10 @@ func (s CategoryService) ListCategories(ctx context.Context, budgetID string) ([
 //
 // Whether the caller may add to this budget is for the database's policy
 // to decide, not for this method: users can reach PostgREST without this
-// API. A policy that checks only owner_id lets anyone add rows to another
-// user's budget; have its WITH CHECK also require
-// exists (select 1 from budgets b where b.id = budget_id).
+// API. A policy that checked only the row's owner_id would let anyone add
+// rows to another user's budget; the example schema's WITH CHECK also
+// requires that the budget belongs to the caller, so such an insert fails
+// with 403 (PostgreSQL 42501).
 func (s CategoryService) CreateCategory(ctx context.Context, budgetID string, in NewCategory) (Category, error) {
 	if err := in.validate(); err != nil {
 		return Category{}, err

@@ -95,7 +95,7 @@ func TestEndToEnd(t *testing.T) {
 	assert.Equal(t, 400, r.Status, "body: %s", r.Body)
 	assert.Contains(t, r.errMsg(), "uuid")
 	r = api.do("POST", "/budgets/00000000-0000-0000-0000-000000000000/categories", userA, map[string]any{"name": "x"})
-	assert.Equal(t, 409, r.Status, "a missing budget violates the foreign key; body: %s", r.Body)
+	assert.Equal(t, 403, r.Status, "the policy admits only budgets the user owns, and a missing one is not; body: %s", r.Body)
 	r = api.do("GET", listPath, "not.a.jwt", nil)
 	assert.Equal(t, 401, r.Status, "PostgREST rejects a bad JWT; body: %s", r.Body)
 	r = api.do("GET", listPath, "", nil)
