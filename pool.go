@@ -30,22 +30,34 @@ type Pool struct {
 	rt    http.RoundTripper // what clients send through
 	own   *http.Transport   // the pool's own transport; nil with Config.Transport
 
-	// idle holds the idle clients. Its capacity is MaxConnections, so a
-	// send never blocks. Sends and non-blocking receives happen with mu
-	// held; waiters receive from it without mu, and a send hands a client
-	// to the longest waiter first (channels queue receivers in order).
+	// idle holds the idle clients, oldest first. Its capacity is
+	// MaxConnections, so a send never blocks. Sends happen with mu held,
+	// and only while no one waits: a client that comes back while Acquires
+	// wait goes to the longest waiter instead (see waiter). So idle is
+	// empty whenever anyone waits, and taking from it cannot overtake a
+	// waiter. Acquire's fast path receives without mu; a client it has
+	// taken but not yet checked out still counts as idle in the
+	// bookkeeping, so len(idle) <= total - active.
 	idle       chan *conn
-	done       chan struct{} // closed by Close: waiters and the reaper stop
+	done       chan struct{} // closed by Close: the reaper stops
 	reaperDone chan struct{} // closed when the reaper has returned
 	drained    chan struct{} // closed when the pool is closed and no client is left
-	timers     sync.Pool     // *time.Timer for waits, so waiting allocates nothing
+	waiterPool sync.Pool     // *waiter, so that waiting allocates nothing
+	// epoch is when the pool was made; read-only after New. The wait path
+	// measures time as time.Since(epoch), which reads only the monotonic
+	// clock: half the cost of time.Now.
+	epoch time.Time
 
 	mu sync.Mutex
 	// Guarded by mu.
 	conns        map[*supabase.Client]*conn // every client that exists
 	total        int                        // len(conns) plus clients being created
 	active       int                        // clients checked out
-	waiting      int                        // Acquire calls blocked in wait
+	waiting      int                        // Acquire calls blocked in wait: the waiters in the queue
+	waitHead     *waiter                    // the queue of waiters, oldest first (a doubly linked list)
+	waitTail     *waiter                    // the newest waiter
+	waitTimer    *time.Timer                // runs expireWaiters; nil until first set
+	timerArmed   bool                       // waitTimer is set, or firing
 	lowIdle      int                        // fewest idle clients since the reaper's window began
 	closed       bool
 	drainedShut  bool // drained has been closed
@@ -86,6 +98,7 @@ func New(url, key string, cfg Config) (*Pool, error) {
 	}
 	cfg = cfg.withDefaults()
 	p := &Pool{
+		epoch:      time.Now(),
 		url:        url,
 		creds:      &credentials{key: key},
 		cfg:        cfg,
@@ -178,7 +191,8 @@ func (p *Pool) newConn() *conn {
 // released. The wait ends with ctx's error (errors.Is(err, ctx.Err())) when
 // ctx ends, with an error matching ErrAcquireTimeout after
 // Config.AcquireTimeout, and with ErrPoolClosed when the pool is closed. A
-// wait that ends without a client leaves nothing behind.
+// wait that ends without a client leaves nothing behind; if ctx ends just
+// as a client is handed over, Acquire returns the client.
 //
 // The caller must give the client back with Release, or Discard it, and
 // must not use it afterwards.
@@ -186,22 +200,31 @@ func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// Fast path: take an idle client first and lock mu only for the
+	// bookkeeping, which keeps the channel operation out of the critical
+	// section.
+	select {
+	case c := <-p.idle:
+		p.mu.Lock()
+		client, err := p.takeIdleLocked(c)
+		p.mu.Unlock()
+		return client, err
+	default:
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil, ErrPoolClosed
 	}
-	// Serve from the idle clients unless others are already waiting: they
-	// came first.
+	// A client may have come back since the fast path looked; it must be
+	// taken now, before this Acquire would queue beside it. (While others
+	// wait, idle is empty: they came first.)
 	if p.waiting == 0 {
 		select {
 		case c := <-p.idle:
-			if c.expired {
-				c = p.renewLocked(c)
-			}
-			p.checkoutLocked(c)
+			client, err := p.takeIdleLocked(c)
 			p.mu.Unlock()
-			return c.client, nil
+			return client, err
 		default:
 		}
 	}
@@ -219,74 +242,178 @@ func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
 		p.mu.Unlock()
 		return c.client, nil
 	}
+	w := p.getWaiter()
+	p.enqueueLocked(w)
+	p.mu.Unlock()
+	return p.wait(ctx, w)
+}
+
+// takeIdleLocked checks out c, which the caller received from p.idle,
+// replacing it first if it is past its MaxLifetime.
+func (p *Pool) takeIdleLocked(c *conn) (*supabase.Client, error) {
+	if p.closed {
+		// Close drained p.idle while the fast path held c.
+		p.destroyLocked(c)
+		return nil, ErrPoolClosed
+	}
+	if c.expired {
+		c = p.renewLocked(c)
+	}
+	p.checkoutLocked(c)
+	return c.client, nil
+}
+
+// A waiter is an Acquire blocked until a client is free. Waiters form a
+// FIFO queue under Pool.mu; whoever ends a wait (a Release or Discard that
+// frees a client, the wait timer, Close) takes the waiter off the queue,
+// does all of the wait's bookkeeping under mu, and then sends exactly one
+// value on ready: the client, already checked out to the waiter, or nil
+// with err set. So a served waiter never takes mu again, and ready
+// (capacity 1) never blocks its sender. A waiter whose ctx ends first takes
+// itself off the queue; if it finds itself already off, its value is on
+// its way and it takes that instead. Waiters are reused through
+// Pool.waiterPool.
+type waiter struct {
+	ready chan *conn // the one value that ends the wait
+
+	// Guarded by Pool.mu, except that the waiter reads err without it
+	// after receiving from ready (it is set before the send).
+	start      time.Duration // when the wait began, as time.Since(Pool.epoch)
+	prev, next *waiter       // neighbours in the queue
+	queued     bool          // in the queue
+	err        error         // why the wait failed, with a nil value on ready
+}
+
+func (p *Pool) getWaiter() *waiter {
+	if w, ok := p.waiterPool.Get().(*waiter); ok {
+		return w
+	}
+	return &waiter{ready: make(chan *conn, 1)}
+}
+
+// enqueueLocked puts w at the tail of the queue and, if the wait timer is
+// not set, sets it for w's deadline.
+func (p *Pool) enqueueLocked(w *waiter) {
+	w.start = time.Since(p.epoch)
+	w.queued = true
+	w.prev, w.next = p.waitTail, nil
+	if p.waitTail != nil {
+		p.waitTail.next = w
+	} else {
+		p.waitHead = w
+	}
+	p.waitTail = w
 	p.waiting++
 	p.counts.waits++
-	p.mu.Unlock()
-	return p.wait(ctx)
+	if !p.timerArmed {
+		p.armTimerLocked(p.cfg.AcquireTimeout)
+	}
 }
 
-// wait blocks until a client is handed over, ctx ends, AcquireTimeout
-// passes or the pool closes. The caller has counted it in p.waiting.
-func (p *Pool) wait(ctx context.Context) (*supabase.Client, error) {
-	start := time.Now()
-	t := p.startTimer(p.cfg.AcquireTimeout)
-	var c *conn
-	var err error
-	timedOut := false
-	select {
-	case c = <-p.idle:
-	case <-ctx.Done():
-		err = ctx.Err()
-	case <-t.C:
-		timedOut = true
-	case <-p.done:
-		err = ErrPoolClosed
+// unqueueLocked takes w off the queue and counts its wait, which ended at
+// now (a time.Since(p.epoch)). It returns how long w waited.
+func (p *Pool) unqueueLocked(w *waiter, now time.Duration) time.Duration {
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		p.waitHead = w.next
 	}
-	p.stopTimer(t)
-	waited := time.Since(start)
-
-	p.mu.Lock()
+	if w.next != nil {
+		w.next.prev = w.prev
+	} else {
+		p.waitTail = w.prev
+	}
+	w.prev, w.next, w.queued = nil, nil, false
 	p.waiting--
+	waited := now - w.start
 	p.waitDuration += waited
-	switch {
-	case c != nil && p.closed:
-		p.destroyLocked(c)
-		err = ErrPoolClosed
-	case c != nil:
-		if c.expired {
-			c = p.renewLocked(c)
-		}
-		p.checkoutLocked(c)
-		p.mu.Unlock()
-		return c.client, nil
-	case timedOut:
-		p.counts.timeouts++
-		err = &AcquireTimeoutError{Waited: waited, Stats: p.statsLocked()}
-	case err != ErrPoolClosed:
-		p.counts.canceled++
-	}
-	p.mu.Unlock()
-	return nil, err
+	return waited
 }
 
-func (p *Pool) startTimer(d time.Duration) *time.Timer {
-	if t, ok := p.timers.Get().(*time.Timer); ok {
-		t.Reset(d)
-		return t
+// handOffLocked makes c, a client that is not checked out and not in
+// p.idle, available: it checks c out to the longest waiter and returns
+// that waiter, to which the caller must then send c (w.ready <- c),
+// preferably after unlocking mu, since waking a goroutine takes a while.
+// With no one waiting it puts c in p.idle and returns nil.
+func (p *Pool) handOffLocked(c *conn) *waiter {
+	w := p.waitHead
+	if w == nil {
+		p.idle <- c
+		return nil
 	}
-	return time.NewTimer(d)
+	p.unqueueLocked(w, time.Since(p.epoch))
+	p.checkoutLocked(c)
+	return w
 }
 
-func (p *Pool) stopTimer(t *time.Timer) {
-	if !t.Stop() {
-		// Before Go 1.23 (or with asynctimerchan=1) a fired timer keeps its
-		// value in the channel; drain it so that the next Reset starts clean.
+// wait blocks until w is served or ctx ends. The caller has queued w.
+func (p *Pool) wait(ctx context.Context, w *waiter) (*supabase.Client, error) {
+	var c *conn
+	if done := ctx.Done(); done == nil {
+		c = <-w.ready // a plain receive is cheaper than a select
+	} else {
 		select {
-		case <-t.C:
-		default:
+		case c = <-w.ready:
+		case <-done:
+			p.mu.Lock()
+			if w.queued {
+				p.unqueueLocked(w, time.Since(p.epoch))
+				p.counts.canceled++
+				p.mu.Unlock()
+				p.waiterPool.Put(w)
+				return nil, ctx.Err()
+			}
+			p.mu.Unlock()
+			// Served just before ctx ended: what it got is on its
+			// way. A client was checked out to this Acquire (and
+			// counted), so it returns it rather than lose it, as if
+			// the client had come first.
+			c = <-w.ready
 		}
 	}
-	p.timers.Put(t)
+	err := w.err
+	w.err = nil
+	p.waiterPool.Put(w)
+	if c == nil {
+		return nil, err
+	}
+	return c.client, nil
+}
+
+// armTimerLocked sets the wait timer to run expireWaiters after d.
+func (p *Pool) armTimerLocked(d time.Duration) {
+	p.timerArmed = true
+	if p.waitTimer == nil {
+		p.waitTimer = time.AfterFunc(d, p.expireWaiters)
+		return
+	}
+	p.waitTimer.Reset(d)
+}
+
+// expireWaiters fails the waiters that have waited AcquireTimeout. Since
+// every waiter has the same timeout and the queue is in arrival order, the
+// deadlines are in queue order too: one timer, set for the oldest waiter's
+// deadline, serves them all. When that waiter is served before its
+// deadline, the timer is left alone; it then fires early and is set again
+// for the new oldest waiter, so waiting costs no timer operations.
+func (p *Pool) expireWaiters() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.timerArmed = false
+	if p.closed {
+		return
+	}
+	now := time.Since(p.epoch)
+	for w := p.waitHead; w != nil; w = p.waitHead {
+		if left := w.start + p.cfg.AcquireTimeout - now; left > 0 {
+			p.armTimerLocked(left)
+			return
+		}
+		waited := p.unqueueLocked(w, now)
+		p.counts.timeouts++
+		w.err = &AcquireTimeoutError{Waited: waited, Stats: p.statsLocked()}
+		w.ready <- nil
+	}
 }
 
 // checkoutLocked marks c as checked out.
@@ -299,10 +426,15 @@ func (p *Pool) checkoutLocked(c *conn) {
 	}
 }
 
-// renewLocked replaces an expired idle client with a fresh one.
+// renewLocked replaces c, an expired client that is neither checked out
+// nor in p.idle, with a fresh one in the same slot. (Not destroyLocked:
+// with waiters queued meanwhile it would give them the freed slot, and the
+// fresh client would be one too many.)
 func (p *Pool) renewLocked(c *conn) *conn {
 	p.counts.lifetimeClosed++
-	p.destroyLocked(c)
+	p.counts.destroyed++
+	delete(p.conns, c.client)
+	p.total--
 	return p.newConnLocked()
 }
 
@@ -320,7 +452,11 @@ func (p *Pool) destroyLocked(c *conn) {
 		return
 	}
 	if p.waiting > 0 && p.total < p.cfg.MaxConnections {
-		p.idle <- p.newConnLocked()
+		// Rare enough to wake the waiter with mu held.
+		c := p.newConnLocked()
+		if w := p.handOffLocked(c); w != nil {
+			w.ready <- c
+		}
 	}
 }
 
@@ -358,6 +494,7 @@ func (p *Pool) put(client *supabase.Client, discard bool) error {
 	c.active = false
 	p.active--
 	p.counts.released++
+	var w *waiter // to be handed c
 	switch {
 	case p.closed:
 		p.destroyLocked(c)
@@ -368,9 +505,12 @@ func (p *Pool) put(client *supabase.Client, discard bool) error {
 		p.counts.lifetimeClosed++
 		p.destroyLocked(c)
 	default:
-		p.idle <- c
+		w = p.handOffLocked(c)
 	}
 	p.mu.Unlock()
+	if w != nil {
+		w.ready <- c
+	}
 	return nil
 }
 
@@ -416,6 +556,17 @@ func (p *Pool) Close(ctx context.Context) error {
 	if !p.closed {
 		p.closed = true
 		close(p.done)
+		if p.waitTimer != nil {
+			p.waitTimer.Stop()
+			p.timerArmed = false
+		}
+		// Fail the waiters now.
+		now := time.Since(p.epoch)
+		for w := p.waitHead; w != nil; w = p.waitHead {
+			p.unqueueLocked(w, now)
+			w.err = ErrPoolClosed
+			w.ready <- nil
+		}
 	drain:
 		for {
 			select {

@@ -505,3 +505,205 @@ func TestStressInvariants(t *testing.T) {
 	assert.LessOrEqual(t, s.CanceledAcquires+s.AcquireTimeouts, failed.Load())
 	t.Logf("acquired %d, failed %d, created %d, stats %+v", acquired.Load(), failed.Load(), s.TotalCreated, s)
 }
+
+// TestEachWaiterTimesOutAtItsOwnDeadline checks the timeouts of waiters
+// that arrive at different times, one of which is served first: each fails
+// exactly AcquireTimeout after it began to wait.
+func TestEachWaiterTimesOutAtItsOwnDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const timeout = 10 * time.Second
+		p := newPool(t, supapool.Config{MaxConnections: 1, AcquireTimeout: timeout})
+		held, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		start := time.Now()
+		type result struct {
+			i   int
+			c   *supabase.Client
+			err error
+			at  time.Duration
+		}
+		results := make(chan result, 3)
+		for i, delay := range []time.Duration{0, 3 * time.Second, 4 * time.Second} {
+			go func() {
+				time.Sleep(delay)
+				c, err := p.Acquire(context.Background())
+				results <- result{i, c, err, time.Since(start)}
+			}()
+		}
+		next := func() result {
+			select {
+			case r := <-results:
+				return r
+			case <-time.After(time.Hour):
+				t.Fatal("a waiter is still waiting an hour later")
+				return result{}
+			}
+		}
+		time.Sleep(5 * time.Second)
+		require.Equal(t, 3, p.Stats().WaitingForConnection)
+		require.NoError(t, p.Release(held)) // to waiter 0, which keeps it
+		first := next()
+		require.Equal(t, 0, first.i)
+		require.NoError(t, first.err)
+		for _, want := range []result{{i: 1, at: 3*time.Second + timeout}, {i: 2, at: 4*time.Second + timeout}} {
+			r := next()
+			require.Equal(t, want.i, r.i)
+			require.ErrorIs(t, r.err, supapool.ErrAcquireTimeout)
+			require.Equal(t, want.at, r.at, "waiter %d times out AcquireTimeout after it began to wait", r.i)
+		}
+		s := p.Stats()
+		assert.EqualValues(t, 2, s.AcquireTimeouts)
+		assert.Equal(t, 5*time.Second+2*timeout, s.WaitDuration)
+		assert.Equal(t, 0, s.WaitingForConnection)
+		checkIdentities(t, s)
+		require.NoError(t, p.Release(first.c))
+	})
+}
+
+// TestCanceledWaiterInTheMiddle cancels a waiter between two others: the
+// others are still served in order and the canceled one gets nothing.
+func TestCanceledWaiterInTheMiddle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, supapool.Config{MaxConnections: 1, AcquireTimeout: time.Hour})
+		held, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		ctxs := make([]context.Context, 3)
+		cancels := make([]context.CancelFunc, 3)
+		got := make(chan int, 3)
+		errs := make(chan error, 3)
+		clients := make(chan *supabase.Client, 3)
+		for i := range 3 {
+			ctxs[i], cancels[i] = context.WithCancel(context.Background())
+			defer cancels[i]()
+			go func() {
+				c, err := p.Acquire(ctxs[i])
+				if err != nil {
+					errs <- err
+					return
+				}
+				got <- i
+				clients <- c
+			}()
+			synctest.Wait()
+		}
+		cancels[1]()
+		require.ErrorIs(t, <-errs, context.Canceled)
+		require.Equal(t, 2, p.Stats().WaitingForConnection)
+		require.NoError(t, p.Release(held))
+		require.Equal(t, 0, <-got)
+		require.NoError(t, p.Release(<-clients))
+		require.Equal(t, 2, <-got)
+		require.NoError(t, p.Release(<-clients))
+		s := p.Stats()
+		assert.EqualValues(t, 1, s.CanceledAcquires)
+		assert.EqualValues(t, 3, s.TotalAcquired)
+		assert.Equal(t, 1, s.IdleConnections)
+		checkIdentities(t, s)
+	})
+}
+
+// TestCloseFailsEveryWaiter closes a pool with several waiters: all fail
+// with ErrPoolClosed, and none is left counted.
+func TestCloseFailsEveryWaiter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := supapool.New(unusedURL, testKey, supapool.Config{MaxConnections: 1, AcquireTimeout: time.Hour})
+		require.NoError(t, err)
+		held, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		const n = 4
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				_, err := p.Acquire(context.Background())
+				errs <- err
+			}()
+		}
+		synctest.Wait()
+		require.Equal(t, n, p.Stats().WaitingForConnection)
+		closeErr := make(chan error, 1)
+		go func() { closeErr <- p.Close(context.Background()) }()
+		for range n {
+			require.ErrorIs(t, <-errs, supapool.ErrPoolClosed)
+		}
+		s := p.Stats()
+		assert.Equal(t, 0, s.WaitingForConnection)
+		assert.EqualValues(t, 0, s.CanceledAcquires+s.AcquireTimeouts)
+		require.NoError(t, p.Release(held))
+		require.NoError(t, <-closeErr)
+		checkIdentities(t, p.Stats())
+	})
+}
+
+// TestStressWithTimeoutsReaperAndLifetime is TestStressInvariants with
+// the other ways a wait or a client ends running at the same time: short
+// AcquireTimeouts, a reaper that closes surplus clients and clients that
+// expire every few hundred microseconds.
+func TestStressWithTimeoutsReaperAndLifetime(t *testing.T) {
+	const maxConns, workers, rounds = 3, 16, 300
+	p := newPool(t, supapool.Config{
+		MaxConnections: maxConns, MinConnections: 1, AcquireTimeout: 200 * time.Microsecond,
+		IdleTimeout: time.Millisecond, MaxLifetime: 300 * time.Microsecond, MaxLifetimeJitter: 100 * time.Microsecond,
+	})
+	var owners sync.Map // *supabase.Client -> worker id
+	var acquired, timedOut, canceled atomic.Int64
+	stop := make(chan struct{})
+	watcher := make(chan struct{})
+	go func() {
+		defer close(watcher)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				checkIdentities(t, p.Stats())
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 2))
+			for range rounds {
+				ctx, cancel := context.WithCancel(context.Background())
+				if r.IntN(4) == 0 {
+					time.AfterFunc(time.Duration(r.IntN(100))*time.Microsecond, cancel)
+				}
+				c, err := p.Acquire(ctx)
+				cancel()
+				switch {
+				case errors.Is(err, supapool.ErrAcquireTimeout):
+					timedOut.Add(1)
+					continue
+				case errors.Is(err, context.Canceled):
+					canceled.Add(1)
+					continue
+				case err != nil:
+					t.Errorf("unexpected error: %v", err)
+					return
+				}
+				acquired.Add(1)
+				if prev, loaded := owners.LoadOrStore(c, w); loaded {
+					t.Errorf("client handed to worker %d while worker %v holds it", w, prev)
+				}
+				time.Sleep(time.Duration(r.IntN(50)) * time.Microsecond)
+				owners.Delete(c)
+				if r.IntN(8) == 0 {
+					require.NoError(t, p.Discard(c))
+				} else {
+					require.NoError(t, p.Release(c))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-watcher
+	s := p.Stats()
+	checkIdentities(t, s)
+	assert.Equal(t, 0, s.ActiveConnections)
+	assert.Equal(t, 0, s.WaitingForConnection)
+	assert.Equal(t, acquired.Load(), s.TotalAcquired)
+	assert.Equal(t, timedOut.Load(), s.AcquireTimeouts)
+	assert.LessOrEqual(t, s.CanceledAcquires, canceled.Load())
+	t.Logf("acquired %d, timed out %d, canceled %d, stats %+v", acquired.Load(), timedOut.Load(), canceled.Load(), s)
+}

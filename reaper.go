@@ -89,7 +89,10 @@ func (p *Pool) reap(now time.Time, endWindow bool) {
 		}
 	}
 	for p.total < p.cfg.MinConnections {
-		p.idle <- p.newConnLocked()
+		c := p.newConnLocked()
+		if w := p.handOffLocked(c); w != nil {
+			w.ready <- c // not expected: waiters imply MaxConnections clients
+		}
 	}
 	if endWindow {
 		p.lowIdle = p.total - p.active
