@@ -707,3 +707,12 @@ func TestStressWithTimeoutsReaperAndLifetime(t *testing.T) {
 	assert.LessOrEqual(t, s.CanceledAcquires, canceled.Load())
 	t.Logf("acquired %d, timed out %d, canceled %d, stats %+v", acquired.Load(), timedOut.Load(), canceled.Load(), s)
 }
+
+func TestCloseWithEndedCtxSucceedsWhenNothingIsOut(t *testing.T) {
+	p, err := supapool.New(unusedURL, testKey, supapool.Config{MinConnections: 3})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, p.Close(ctx), "an idle pool closes at once even with an ended ctx (like t.Context() in cleanups)")
+	assert.Equal(t, 0, p.Stats().TotalConnections)
+}
