@@ -436,6 +436,24 @@ func TestInstance(t *testing.T) {
 	require.ErrorIs(t, err, supapool.ErrInvalidConfig)
 }
 
+// watchIdentities checks the Stats identities in a loop until the returned
+// func is called; that func returns once the watcher has stopped.
+func watchIdentities(t *testing.T, p *supapool.Pool) (stop func()) {
+	quit, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+				checkIdentities(t, p.Stats())
+			}
+		}
+	}()
+	return func() { close(quit); <-stopped }
+}
+
 // TestStressInvariants hammers a small pool from many goroutines with
 // random cancellation and discards and checks that no client ever has two
 // owners, that the Stats identities hold in every snapshot, and that there
@@ -445,19 +463,7 @@ func TestStressInvariants(t *testing.T) {
 	p := newPool(t, supapool.Config{MaxConnections: maxConns, MinConnections: 1, AcquireTimeout: time.Second})
 	var owners sync.Map // *supabase.Client -> worker id
 	var acquired, failed atomic.Int64
-	stop := make(chan struct{})
-	watcher := make(chan struct{})
-	go func() {
-		defer close(watcher)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				checkIdentities(t, p.Stats())
-			}
-		}
-	}()
+	stopWatching := watchIdentities(t, p)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
@@ -495,8 +501,7 @@ func TestStressInvariants(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stop)
-	<-watcher
+	stopWatching()
 	s := p.Stats()
 	checkIdentities(t, s)
 	assert.Equal(t, 0, s.ActiveConnections)
@@ -646,19 +651,7 @@ func TestStressWithTimeoutsReaperAndLifetime(t *testing.T) {
 	})
 	var owners sync.Map // *supabase.Client -> worker id
 	var acquired, timedOut, canceled atomic.Int64
-	stop := make(chan struct{})
-	watcher := make(chan struct{})
-	go func() {
-		defer close(watcher)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				checkIdentities(t, p.Stats())
-			}
-		}
-	}()
+	stopWatching := watchIdentities(t, p)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
@@ -696,8 +689,7 @@ func TestStressWithTimeoutsReaperAndLifetime(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stop)
-	<-watcher
+	stopWatching()
 	s := p.Stats()
 	checkIdentities(t, s)
 	assert.Equal(t, 0, s.ActiveConnections)
