@@ -34,6 +34,18 @@ func newPool(t testing.TB, cfg supapool.Config) *supapool.Pool {
 	return p
 }
 
+// acquireN checks out n clients.
+func acquireN(t testing.TB, p *supapool.Pool, n int) []*supabase.Client {
+	t.Helper()
+	var cs []*supabase.Client
+	for range n {
+		c, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		cs = append(cs, c)
+	}
+	return cs
+}
+
 // checkIdentities asserts the Stats identities.
 func checkIdentities(t testing.TB, s supapool.Stats) {
 	t.Helper()
@@ -340,12 +352,7 @@ func TestReaperShrinksUnderLightSteadyLoad(t *testing.T) {
 		p := newPool(t, supapool.Config{MaxConnections: 10, MinConnections: 2, IdleTimeout: idle})
 		ctx := context.Background()
 		// A burst grows the pool to its maximum.
-		var burst []*supabase.Client
-		for range 10 {
-			c, err := p.Acquire(ctx)
-			require.NoError(t, err)
-			burst = append(burst, c)
-		}
+		burst := acquireN(t, p, 10)
 		for _, c := range burst {
 			require.NoError(t, p.Release(c))
 		}
@@ -371,13 +378,7 @@ func TestReaperKeepsBusyClientsAndRefillsMin(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const idle = 10 * time.Second
 		p := newPool(t, supapool.Config{MaxConnections: 4, MinConnections: 2, IdleTimeout: idle})
-		ctx := context.Background()
-		var held []*supabase.Client
-		for range 4 {
-			c, err := p.Acquire(ctx)
-			require.NoError(t, err)
-			held = append(held, c)
-		}
+		held := acquireN(t, p, 4)
 		time.Sleep(3 * idle)
 		assert.Equal(t, 4, p.Stats().TotalConnections, "clients in use are never reaped")
 		for _, c := range held {
