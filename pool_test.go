@@ -455,6 +455,36 @@ func watchIdentities(t *testing.T, p *supapool.Pool) (stop func()) {
 	return func() { close(quit); <-stopped }
 }
 
+// holdAndReturn is a stress worker's use of client c: it records worker w
+// as the owner (failing if another worker owns c), holds c for a random
+// time below hold if sleep is set, then releases it, or discards one in 8.
+func holdAndReturn(t *testing.T, p *supapool.Pool, owners *sync.Map, w int, c *supabase.Client, r *rand.Rand, hold time.Duration, sleep bool) {
+	if prev, loaded := owners.LoadOrStore(c, w); loaded {
+		t.Errorf("client handed to worker %d while worker %v holds it", w, prev)
+	}
+	if sleep {
+		time.Sleep(time.Duration(r.Int64N(int64(hold))))
+	}
+	owners.Delete(c)
+	if r.IntN(8) == 0 {
+		require.NoError(t, p.Discard(c))
+	} else {
+		require.NoError(t, p.Release(c))
+	}
+}
+
+// checkQuiet asserts the state of a pool after a stress run: identities
+// hold, nothing is checked out or waiting, and every successful Acquire
+// was counted. It returns the final Stats.
+func checkQuiet(t *testing.T, p *supapool.Pool, acquired int64) supapool.Stats {
+	s := p.Stats()
+	checkIdentities(t, s)
+	assert.Equal(t, 0, s.ActiveConnections)
+	assert.Equal(t, 0, s.WaitingForConnection)
+	assert.Equal(t, acquired, s.TotalAcquired)
+	return s
+}
+
 // TestStressInvariants hammers a small pool from many goroutines with
 // random cancellation and discards and checks that no client ever has two
 // owners, that the Stats identities hold in every snapshot, and that there
@@ -485,29 +515,14 @@ func TestStressInvariants(t *testing.T) {
 					continue
 				}
 				acquired.Add(1)
-				if prev, loaded := owners.LoadOrStore(c, w); loaded {
-					t.Errorf("client handed to worker %d while worker %v holds it", w, prev)
-				}
-				if r.IntN(3) == 0 {
-					time.Sleep(time.Duration(r.IntN(20)) * time.Microsecond)
-				}
-				owners.Delete(c)
-				if r.IntN(8) == 0 {
-					require.NoError(t, p.Discard(c))
-				} else {
-					require.NoError(t, p.Release(c))
-				}
+				holdAndReturn(t, p, &owners, w, c, r, 20*time.Microsecond, r.IntN(3) == 0)
 				cancel()
 			}
 		})
 	}
 	wg.Wait()
 	stopWatching()
-	s := p.Stats()
-	checkIdentities(t, s)
-	assert.Equal(t, 0, s.ActiveConnections)
-	assert.Equal(t, 0, s.WaitingForConnection)
-	assert.Equal(t, acquired.Load(), s.TotalAcquired)
+	s := checkQuiet(t, p, acquired.Load())
 	assert.LessOrEqual(t, s.CanceledAcquires+s.AcquireTimeouts, failed.Load())
 	t.Logf("acquired %d, failed %d, created %d, stats %+v", acquired.Load(), failed.Load(), s.TotalCreated, s)
 }
@@ -676,26 +691,13 @@ func TestStressWithTimeoutsReaperAndLifetime(t *testing.T) {
 					return
 				}
 				acquired.Add(1)
-				if prev, loaded := owners.LoadOrStore(c, w); loaded {
-					t.Errorf("client handed to worker %d while worker %v holds it", w, prev)
-				}
-				time.Sleep(time.Duration(r.IntN(50)) * time.Microsecond)
-				owners.Delete(c)
-				if r.IntN(8) == 0 {
-					require.NoError(t, p.Discard(c))
-				} else {
-					require.NoError(t, p.Release(c))
-				}
+				holdAndReturn(t, p, &owners, w, c, r, 50*time.Microsecond, true)
 			}
 		})
 	}
 	wg.Wait()
 	stopWatching()
-	s := p.Stats()
-	checkIdentities(t, s)
-	assert.Equal(t, 0, s.ActiveConnections)
-	assert.Equal(t, 0, s.WaitingForConnection)
-	assert.Equal(t, acquired.Load(), s.TotalAcquired)
+	s := checkQuiet(t, p, acquired.Load())
 	assert.Equal(t, timedOut.Load(), s.AcquireTimeouts)
 	assert.LessOrEqual(t, s.CanceledAcquires, canceled.Load())
 	t.Logf("acquired %d, timed out %d, canceled %d, stats %+v", acquired.Load(), timedOut.Load(), canceled.Load(), s)
