@@ -1,8 +1,12 @@
 package supapool
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -51,3 +55,142 @@ func (e *AcquireTimeoutError) Error() string {
 
 // Is reports whether target is ErrAcquireTimeout.
 func (e *AcquireTimeoutError) Is(target error) bool { return target == ErrAcquireTimeout }
+
+// Error is a failed PostgREST request as seen on the wire: the HTTP status,
+// PostgREST's JSON error body, and the Retry-After the server sent. The
+// error from postgrest-go ("(CODE) message") drops the status and headers;
+// the pool's transport keeps them, and WithClient and WithRetry return them
+// as an *Error that wraps the closure's own error (errors.Is and errors.As
+// see through it). Error never contains a key or a token.
+type Error struct {
+	Method     string        // HTTP method of the failed request
+	Status     int           // HTTP status; 0 when no response arrived
+	Code       string        // PostgREST or PostgreSQL error code, e.g. "PGRST000", "23505"
+	Message    string        // PostgREST's message
+	Details    string        // PostgREST's details, if any
+	Hint       string        // PostgREST's hint, if any
+	RetryAfter time.Duration // the server's Retry-After; 0 when absent
+	Attempts   int           // attempts made (WithRetry); 1 for WithClient
+	Err        error         // the closure's error
+
+	neverSent bool // the request failed before it reached the server
+}
+
+// Error describes the failure.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("supapool: ")
+	if e.Method != "" {
+		b.WriteString(e.Method)
+		b.WriteString(": ")
+	}
+	switch {
+	case e.Status != 0:
+		b.WriteString(strconv.Itoa(e.Status))
+		if e.Code != "" {
+			b.WriteString(" " + e.Code)
+		}
+		if e.Message != "" {
+			b.WriteString(": " + e.Message)
+		}
+		if e.Details != "" {
+			b.WriteString(" (" + e.Details + ")")
+		}
+		if e.Hint != "" {
+			b.WriteString(" hint: " + e.Hint)
+		}
+	case e.Err != nil:
+		b.WriteString(e.Err.Error())
+	default:
+		b.WriteString("request failed")
+	}
+	if e.Attempts > 1 {
+		fmt.Fprintf(&b, " (after %d attempts)", e.Attempts)
+	}
+	return b.String()
+}
+
+// NeverRan reports whether the failure proves that the server did not run
+// the request, so that sending it again cannot apply a write twice: the
+// connection could not be made, or PostgREST answered 503 PGRST000-PGRST002
+// or 504 PGRST003. A handler can use it to tell its own caller whether a
+// retry is safe.
+func (e *Error) NeverRan() bool { return statementNeverRan(e) }
+
+// Unwrap returns the closure's error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// neverSent reports whether err proves the request never reached the
+// server: the connection could not be made (refused, DNS, dial timeout).
+func neverSent(err error) bool {
+	if errors.Is(err, ErrEmptyAuthToken) {
+		return true
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return true
+	}
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == "dial"
+}
+
+// IsTransient reports whether err is a failure that may go away on its own
+// and so is worth retrying for a request that is safe to repeat: the
+// connection could not be made; PostgREST could not reach the database or
+// timed out waiting for a connection (503 PGRST000-PGRST002, 504
+// PGRST003); PostgreSQL reported a connection (class 08) or resource
+// (class 53) problem or an admin shutdown (57P01); or a gateway answered
+// 502, 503 or 504 without a PostgREST code, or the connection broke after
+// the request was sent. An acquire timeout (ErrAcquireTimeout: the pool
+// is saturated) is transient too, though WithRetry does not retry it, as
+// it has already waited AcquireTimeout. Other 4xx and 5xx answers, a
+// canceled ctx and ErrEmptyAuthToken are not transient.
+//
+// Transient does not mean safe to resend: for a write, see Error.NeverRan.
+func IsTransient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(err, ErrAcquireTimeout) {
+		return true
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return isTransient(e)
+	}
+	return neverSent(err) && !errors.Is(err, ErrEmptyAuthToken)
+}
+
+func isTransient(e *Error) bool {
+	if e.Status == 0 {
+		return e.Err != nil && !errors.Is(e.Err, ErrEmptyAuthToken) &&
+			!errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, context.DeadlineExceeded)
+	}
+	if statementNeverRan(e) {
+		return true
+	}
+	switch e.Status {
+	case 503:
+		return e.Code == "" || e.Code == "57P01" || strings.HasPrefix(e.Code, "08") || strings.HasPrefix(e.Code, "53")
+	case 502, 504:
+		return e.Code == ""
+	}
+	return false
+}
+
+// statementNeverRan reports whether the failure proves that the server did
+// not run the request's statement: the connection was never made, or
+// PostgREST answered that it could not get to the database (PGRST000,
+// PGRST001, PGRST002 with 503; PGRST003 with 504).
+func statementNeverRan(e *Error) bool {
+	if e.Status == 0 {
+		return e.neverSent
+	}
+	switch e.Code {
+	case "PGRST000", "PGRST001", "PGRST002":
+		return e.Status == 503
+	case "PGRST003":
+		return e.Status == 504
+	}
+	return false
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	supabase "github.com/supabase-community/supabase-go"
@@ -119,65 +118,4 @@ func retryable(rec *wireRecord, idempotent bool) bool {
 		return false
 	}
 	return idempotent || !writeMayHaveRun
-}
-
-// IsTransient reports whether err is a failure that may go away on its own
-// and so is worth retrying for a request that is safe to repeat: the
-// connection could not be made; PostgREST could not reach the database or
-// timed out waiting for a connection (503 PGRST000-PGRST002, 504
-// PGRST003); PostgreSQL reported a connection (class 08) or resource
-// (class 53) problem or an admin shutdown (57P01); or a gateway answered
-// 502, 503 or 504 without a PostgREST code, or the connection broke after
-// the request was sent. An acquire timeout (ErrAcquireTimeout: the pool
-// is saturated) is transient too, though WithRetry does not retry it, as
-// it has already waited AcquireTimeout. Other 4xx and 5xx answers, a
-// canceled ctx and ErrEmptyAuthToken are not transient.
-//
-// Transient does not mean safe to resend: for a write, see Error.NeverRan.
-func IsTransient(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
-	if errors.Is(err, ErrAcquireTimeout) {
-		return true
-	}
-	var e *Error
-	if errors.As(err, &e) {
-		return isTransient(e)
-	}
-	return neverSent(err) && !errors.Is(err, ErrEmptyAuthToken)
-}
-
-func isTransient(e *Error) bool {
-	if e.Status == 0 {
-		return e.Err != nil && !errors.Is(e.Err, ErrEmptyAuthToken) &&
-			!errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, context.DeadlineExceeded)
-	}
-	if statementNeverRan(e) {
-		return true
-	}
-	switch e.Status {
-	case 503:
-		return e.Code == "" || e.Code == "57P01" || strings.HasPrefix(e.Code, "08") || strings.HasPrefix(e.Code, "53")
-	case 502, 504:
-		return e.Code == ""
-	}
-	return false
-}
-
-// statementNeverRan reports whether the failure proves that the server did
-// not run the request's statement: the connection was never made, or
-// PostgREST answered that it could not get to the database (PGRST000,
-// PGRST001, PGRST002 with 503; PGRST003 with 504).
-func statementNeverRan(e *Error) bool {
-	if e.Status == 0 {
-		return e.neverSent
-	}
-	switch e.Code {
-	case "PGRST000", "PGRST001", "PGRST002":
-		return e.Status == 503
-	case "PGRST003":
-		return e.Status == 504
-	}
-	return false
 }

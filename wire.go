@@ -5,79 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
-
-// Error is a failed PostgREST request as seen on the wire: the HTTP status,
-// PostgREST's JSON error body, and the Retry-After the server sent. The
-// error from postgrest-go ("(CODE) message") drops the status and headers;
-// the pool's transport keeps them, and WithClient and WithRetry return them
-// as an *Error that wraps the closure's own error (errors.Is and errors.As
-// see through it). Error never contains a key or a token.
-type Error struct {
-	Method     string        // HTTP method of the failed request
-	Status     int           // HTTP status; 0 when no response arrived
-	Code       string        // PostgREST or PostgreSQL error code, e.g. "PGRST000", "23505"
-	Message    string        // PostgREST's message
-	Details    string        // PostgREST's details, if any
-	Hint       string        // PostgREST's hint, if any
-	RetryAfter time.Duration // the server's Retry-After; 0 when absent
-	Attempts   int           // attempts made (WithRetry); 1 for WithClient
-	Err        error         // the closure's error
-
-	neverSent bool // the request failed before it reached the server
-}
-
-// Error describes the failure.
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString("supapool: ")
-	if e.Method != "" {
-		b.WriteString(e.Method)
-		b.WriteString(": ")
-	}
-	switch {
-	case e.Status != 0:
-		b.WriteString(strconv.Itoa(e.Status))
-		if e.Code != "" {
-			b.WriteString(" " + e.Code)
-		}
-		if e.Message != "" {
-			b.WriteString(": " + e.Message)
-		}
-		if e.Details != "" {
-			b.WriteString(" (" + e.Details + ")")
-		}
-		if e.Hint != "" {
-			b.WriteString(" hint: " + e.Hint)
-		}
-	case e.Err != nil:
-		b.WriteString(e.Err.Error())
-	default:
-		b.WriteString("request failed")
-	}
-	if e.Attempts > 1 {
-		fmt.Fprintf(&b, " (after %d attempts)", e.Attempts)
-	}
-	return b.String()
-}
-
-// NeverRan reports whether the failure proves that the server did not run
-// the request, so that sending it again cannot apply a write twice: the
-// connection could not be made, or PostgREST answered 503 PGRST000-PGRST002
-// or 504 PGRST003. A handler can use it to tell its own caller whether a
-// retry is safe.
-func (e *Error) NeverRan() bool { return statementNeverRan(e) }
-
-// Unwrap returns the closure's error.
-func (e *Error) Unwrap() error { return e.Err }
 
 // wireKey is the ctx key of the wireRecord of one closure call.
 type wireKey struct{}
@@ -168,20 +102,6 @@ func text(v any) string {
 		b, _ := json.Marshal(v)
 		return string(b)
 	}
-}
-
-// neverSent reports whether err proves the request never reached the
-// server: the connection could not be made (refused, DNS, dial timeout).
-func neverSent(err error) bool {
-	if errors.Is(err, ErrEmptyAuthToken) {
-		return true
-	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		return true
-	}
-	var opErr *net.OpError
-	return errors.As(err, &opErr) && opErr.Op == "dial"
 }
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
