@@ -1,7 +1,279 @@
 package supapool_test
 
-import "github.com/supabase-community/gotrue-go/types"
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/supabase-community/gotrue-go/types"
+	supabase "github.com/supabase-community/supabase-go"
+	"github.com/supapool/supapool"
+	"go.uber.org/goleak"
+)
 
 func supabaseSession(token string) types.Session {
 	return types.Session{AccessToken: token}
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const testKey = "sb-secret-key-never-printed-0123456789"
+
+// unusedURL is never contacted: acquiring and releasing clients does no I/O.
+const unusedURL = "http://127.0.0.1:1"
+
+// newPool makes a pool that the test closes at its end (with a deadline, so
+// that a leaked client fails the test instead of hanging it).
+func newPool(t testing.TB, cfg supapool.Config) *supapool.Pool {
+	t.Helper()
+	p, err := supapool.New(unusedURL, testKey, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, p.Close(ctx))
+	})
+	return p
+}
+
+// acquireN checks out n clients.
+func acquireN(t testing.TB, p *supapool.Pool, n int) []*supabase.Client {
+	t.Helper()
+	var cs []*supabase.Client
+	for range n {
+		c, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// checkIdentities asserts the Stats identities.
+func checkIdentities(t testing.TB, s supapool.Stats) {
+	t.Helper()
+	require.Equal(t, s.TotalConnections, s.ActiveConnections+s.IdleConnections, "Total = Active + Idle: %+v", s)
+	require.EqualValues(t, s.TotalConnections, s.TotalCreated-s.TotalDestroyed, "Created - Destroyed = Total: %+v", s)
+	require.EqualValues(t, s.ActiveConnections, s.TotalAcquired-s.TotalReleased, "Acquired - Released = Active: %+v", s)
+	require.LessOrEqual(t, s.TotalConnections, s.MaxConnections, "never more than MaxConnections: %+v", s)
+	require.GreaterOrEqual(t, s.IdleConnections, 0, "%+v", s)
+}
+
+// watchIdentities checks the Stats identities in a loop until the returned
+// func is called; that func returns once the watcher has stopped.
+func watchIdentities(t *testing.T, p *supapool.Pool) (stop func()) {
+	quit, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+				checkIdentities(t, p.Stats())
+			}
+		}
+	}()
+	return func() { close(quit); <-stopped }
+}
+
+// holdAndReturn is a stress worker's use of client c: it records worker w
+// as the owner (failing if another worker owns c), holds c for a random
+// time below hold if sleep is set, then releases it, or discards one in 8.
+func holdAndReturn(t *testing.T, p *supapool.Pool, owners *sync.Map, w int, c *supabase.Client, r *rand.Rand, hold time.Duration, sleep bool) {
+	if prev, loaded := owners.LoadOrStore(c, w); loaded {
+		t.Errorf("client handed to worker %d while worker %v holds it", w, prev)
+	}
+	if sleep {
+		time.Sleep(time.Duration(r.Int64N(int64(hold))))
+	}
+	owners.Delete(c)
+	if r.IntN(8) == 0 {
+		require.NoError(t, p.Discard(c))
+	} else {
+		require.NoError(t, p.Release(c))
+	}
+}
+
+// checkQuiet asserts the state of a pool after a stress run: identities
+// hold, nothing is checked out or waiting, and every successful Acquire
+// was counted. It returns the final Stats.
+func checkQuiet(t *testing.T, p *supapool.Pool, acquired int64) supapool.Stats {
+	s := p.Stats()
+	checkIdentities(t, s)
+	assert.Equal(t, 0, s.ActiveConnections)
+	assert.Equal(t, 0, s.WaitingForConnection)
+	assert.Equal(t, acquired, s.TotalAcquired)
+	return s
+}
+
+// reply is one scripted answer of a fake PostgREST.
+type reply struct {
+	status     int
+	body       string
+	retryAfter string
+	drop       bool // read the request, then close the connection without answering
+}
+
+var (
+	ok200       = reply{status: 200, body: `[{"id":1}]`}
+	pgrst000    = reply{status: 503, body: `{"code":"PGRST000","message":"Database connection error. Retrying the connection.","details":"connection refused","hint":null}`}
+	pgrst000RA  = reply{status: 503, retryAfter: "1", body: pgrst000.body}
+	pgrst003    = reply{status: 504, body: `{"code":"PGRST003","message":"Timed out acquiring connection from connection pool.","details":null,"hint":null}`}
+	undefCol    = reply{status: 400, body: `{"code":"42703","message":"column categories.nope does not exist","details":null,"hint":"Perhaps you meant to reference the column \"categories.name\"."}`}
+	gateway502  = reply{status: 502, body: `<html><body><h1>502 Bad Gateway</h1></body></html>`}
+	dropped     = reply{drop: true}
+	admin57P01  = reply{status: 503, body: `{"code":"57P01","message":"terminating connection due to administrator command"}`}
+	uniqueViol  = reply{status: 409, body: `{"code":"23505","message":"duplicate key value violates unique constraint \"categories_pkey\"","details":"Key (id)=(1) already exists.","hint":null}`}
+	gateway504  = reply{status: 504, body: `upstream timed out`}
+	noAuthJWT   = reply{status: 401, body: `{"code":"PGRST301","message":"JWT expired"}`}
+	missingTbl  = reply{status: 404, body: `{"code":"42P01","message":"relation \"public.nope\" does not exist"}`}
+	successPost = reply{status: 201, body: `[{"id":1}]`}
+)
+
+// fakeREST is an httptest server that answers from a script (the last
+// reply repeats) and counts the requests it read.
+type fakeREST struct {
+	*httptest.Server
+	mu       sync.Mutex
+	script   []reply
+	requests int
+}
+
+func newFakeREST(t *testing.T, script ...reply) *fakeREST {
+	f := &fakeREST{script: script}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		f.mu.Lock()
+		rep := f.script[min(f.requests, len(f.script)-1)]
+		f.requests++
+		f.mu.Unlock()
+		if rep.drop {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				_ = conn.Close()
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if rep.retryAfter != "" {
+			w.Header().Set("Retry-After", rep.retryAfter)
+		}
+		w.WriteHeader(rep.status)
+		_, _ = io.WriteString(w, rep.body)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeREST) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests
+}
+
+// newService makes a pool on url with fast retries, closed at the test's end.
+func newService(t *testing.T, url string, cfg supapool.Config) *supapool.PooledService {
+	t.Helper()
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = 4
+	}
+	if cfg.RetryDelay == 0 {
+		cfg.RetryDelay = time.Millisecond
+	}
+	p, err := supapool.New(url, testKey, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, p.Close(ctx))
+	})
+	return supapool.NewPooledService(p)
+}
+
+func read(ctx context.Context, c *supabase.Client) error {
+	var out []map[string]any
+	_, err := c.From("categories").Select("*", "", false).ExecuteToWithContext(ctx, &out)
+	return err
+}
+
+func insert(ctx context.Context, c *supabase.Client) error {
+	_, _, err := c.From("categories").Insert(map[string]any{"name": "Rent"}, false, "", "representation", "").ExecuteWithContext(ctx)
+	return err
+}
+
+// scriptedRT answers in memory, so that retry timing can be tested on
+// synctest's fake clock.
+type scriptedRT struct {
+	calls  atomic.Int32
+	answer func(n int) *http.Response
+}
+
+func (s *scriptedRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	n := int(s.calls.Add(1))
+	if r.Body != nil {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}
+	resp := s.answer(n)
+	resp.Request = r
+	return resp, nil
+}
+
+func answer(status int, retryAfter, body string) *http.Response {
+	h := http.Header{"Content-Type": {"application/json"}}
+	if retryAfter != "" {
+		h.Set("Retry-After", retryAfter)
+	}
+	return &http.Response{StatusCode: status, Header: h, Body: io.NopCloser(strings.NewReader(body))}
+}
+
+// connCountingServer answers like PostgREST after ~1ms of "work" and
+// counts the TCP connections its clients opened.
+func connCountingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var newConns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Millisecond) // simulated query time, not synchronisation
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `[]`)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			newConns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, &newConns
+}
+
+// load sends workers*perWorker requests, pausing 1ms between requests as
+// a service does between the queries of its handlers (think time, not
+// synchronisation): the pauses are what lets idle connections pile up.
+func load(t *testing.T, workers, perWorker int, do func(ctx context.Context) error) {
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range perWorker {
+				if err := do(context.Background()); err != nil {
+					t.Error(err)
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -3,7 +3,9 @@ package supapool_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,45 +18,6 @@ import (
 
 	"github.com/supapool/supapool"
 )
-
-// unusedURL is never contacted: acquiring and releasing clients does no I/O.
-const unusedURL = "http://127.0.0.1:1"
-
-// newPool makes a pool that the test closes at its end (with a deadline, so
-// that a leaked client fails the test instead of hanging it).
-func newPool(t testing.TB, cfg supapool.Config) *supapool.Pool {
-	t.Helper()
-	p, err := supapool.New(unusedURL, testKey, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, p.Close(ctx))
-	})
-	return p
-}
-
-// acquireN checks out n clients.
-func acquireN(t testing.TB, p *supapool.Pool, n int) []*supabase.Client {
-	t.Helper()
-	var cs []*supabase.Client
-	for range n {
-		c, err := p.Acquire(context.Background())
-		require.NoError(t, err)
-		cs = append(cs, c)
-	}
-	return cs
-}
-
-// checkIdentities asserts the Stats identities.
-func checkIdentities(t testing.TB, s supapool.Stats) {
-	t.Helper()
-	require.Equal(t, s.TotalConnections, s.ActiveConnections+s.IdleConnections, "Total = Active + Idle: %+v", s)
-	require.EqualValues(t, s.TotalConnections, s.TotalCreated-s.TotalDestroyed, "Created - Destroyed = Total: %+v", s)
-	require.EqualValues(t, s.ActiveConnections, s.TotalAcquired-s.TotalReleased, "Acquired - Released = Active: %+v", s)
-	require.LessOrEqual(t, s.TotalConnections, s.MaxConnections, "never more than MaxConnections: %+v", s)
-	require.GreaterOrEqual(t, s.IdleConnections, 0, "%+v", s)
-}
 
 func TestNewCreatesMinConnections(t *testing.T) {
 	p := newPool(t, supapool.Config{MaxConnections: 4, MinConnections: 3})
@@ -346,145 +309,6 @@ func TestCloseGivesUpAtCtxDeadline(t *testing.T) {
 	})
 }
 
-func TestReaperShrinksUnderLightSteadyLoad(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		const idle = 10 * time.Second
-		p := newPool(t, supapool.Config{MaxConnections: 10, MinConnections: 2, IdleTimeout: idle})
-		ctx := context.Background()
-		// A burst grows the pool to its maximum.
-		burst := acquireN(t, p, 10)
-		for _, c := range burst {
-			require.NoError(t, p.Release(c))
-		}
-		require.Equal(t, 10, p.Stats().TotalConnections)
-		// Then one request at a time, every 100ms: the channel hands the
-		// clients out in turn, so each is used every second.
-		start := time.Now()
-		for time.Since(start) < 3*idle {
-			c, err := p.Acquire(ctx)
-			require.NoError(t, err)
-			time.Sleep(10 * time.Millisecond)
-			require.NoError(t, p.Release(c))
-			time.Sleep(90 * time.Millisecond)
-		}
-		s := p.Stats()
-		assert.Equal(t, 2, s.TotalConnections, "back to MinConnections within a few IdleTimeouts")
-		assert.EqualValues(t, 8, s.IdleClosed)
-		checkIdentities(t, s)
-	})
-}
-
-func TestReaperKeepsBusyClientsAndRefillsMin(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		const idle = 10 * time.Second
-		p := newPool(t, supapool.Config{MaxConnections: 4, MinConnections: 2, IdleTimeout: idle})
-		held := acquireN(t, p, 4)
-		time.Sleep(3 * idle)
-		assert.Equal(t, 4, p.Stats().TotalConnections, "clients in use are never reaped")
-		for _, c := range held {
-			require.NoError(t, p.Discard(c))
-		}
-		require.Equal(t, 0, p.Stats().TotalConnections)
-		time.Sleep(idle + time.Second)
-		s := p.Stats()
-		assert.Equal(t, 2, s.TotalConnections, "the reaper refills to MinConnections")
-		assert.Equal(t, 2, s.IdleConnections)
-		checkIdentities(t, s)
-	})
-}
-
-func TestMaxLifetime(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		p := newPool(t, supapool.Config{MaxConnections: 2, MinConnections: 1, MaxLifetime: time.Minute, MaxLifetimeJitter: 10 * time.Second})
-		ctx := context.Background()
-		first, err := p.Acquire(ctx)
-		require.NoError(t, err)
-		require.NoError(t, p.Release(first))
-		time.Sleep(80 * time.Second) // past lifetime + jitter
-		c, err := p.Acquire(ctx)
-		require.NoError(t, err)
-		assert.NotSame(t, first, c, "an expired client is not handed out")
-		// A client in use that expires is destroyed when released.
-		time.Sleep(80 * time.Second)
-		require.NoError(t, p.Release(c))
-		s := p.Stats()
-		assert.EqualValues(t, 2, s.LifetimeClosed)
-		checkIdentities(t, s)
-	})
-}
-
-func TestInstance(t *testing.T) {
-	cfg := supapool.Config{MaxConnections: 3}
-	a, err := supapool.Instance(unusedURL, testKey, cfg)
-	require.NoError(t, err)
-	b, err := supapool.Instance(unusedURL, testKey, supapool.Config{MaxConnections: 7})
-	require.NoError(t, err)
-	require.Same(t, a, b, "same (url, key): same pool, whatever the cfg")
-	assert.Equal(t, 3, b.Stats().MaxConnections)
-	other, err := supapool.Instance(unusedURL, "another-key", cfg)
-	require.NoError(t, err)
-	require.NotSame(t, a, other)
-
-	require.NoError(t, a.Close(context.Background()))
-	fresh, err := supapool.Instance(unusedURL, testKey, cfg)
-	require.NoError(t, err)
-	require.NotSame(t, a, fresh, "a closed pool leaves the registry")
-	require.False(t, fresh.Stats().Closed)
-	require.NoError(t, fresh.Close(context.Background()))
-	require.NoError(t, other.Close(context.Background()))
-
-	_, err = supapool.Instance("", testKey, cfg)
-	require.ErrorIs(t, err, supapool.ErrInvalidConfig)
-}
-
-// watchIdentities checks the Stats identities in a loop until the returned
-// func is called; that func returns once the watcher has stopped.
-func watchIdentities(t *testing.T, p *supapool.Pool) (stop func()) {
-	quit, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			select {
-			case <-quit:
-				return
-			default:
-				checkIdentities(t, p.Stats())
-			}
-		}
-	}()
-	return func() { close(quit); <-stopped }
-}
-
-// holdAndReturn is a stress worker's use of client c: it records worker w
-// as the owner (failing if another worker owns c), holds c for a random
-// time below hold if sleep is set, then releases it, or discards one in 8.
-func holdAndReturn(t *testing.T, p *supapool.Pool, owners *sync.Map, w int, c *supabase.Client, r *rand.Rand, hold time.Duration, sleep bool) {
-	if prev, loaded := owners.LoadOrStore(c, w); loaded {
-		t.Errorf("client handed to worker %d while worker %v holds it", w, prev)
-	}
-	if sleep {
-		time.Sleep(time.Duration(r.Int64N(int64(hold))))
-	}
-	owners.Delete(c)
-	if r.IntN(8) == 0 {
-		require.NoError(t, p.Discard(c))
-	} else {
-		require.NoError(t, p.Release(c))
-	}
-}
-
-// checkQuiet asserts the state of a pool after a stress run: identities
-// hold, nothing is checked out or waiting, and every successful Acquire
-// was counted. It returns the final Stats.
-func checkQuiet(t *testing.T, p *supapool.Pool, acquired int64) supapool.Stats {
-	s := p.Stats()
-	checkIdentities(t, s)
-	assert.Equal(t, 0, s.ActiveConnections)
-	assert.Equal(t, 0, s.WaitingForConnection)
-	assert.Equal(t, acquired, s.TotalAcquired)
-	return s
-}
-
 // TestStressInvariants hammers a small pool from many goroutines with
 // random cancellation and discards and checks that no client ever has two
 // owners, that the Stats identities hold in every snapshot, and that there
@@ -710,4 +534,37 @@ func TestCloseWithEndedCtxSucceedsWhenNothingIsOut(t *testing.T) {
 	cancel()
 	require.NoError(t, p.Close(ctx), "an idle pool closes at once even with an ended ctx (like t.Context() in cleanups)")
 	assert.Equal(t, 0, p.Stats().TotalConnections)
+}
+
+func TestNewRejectsBadInputWithoutLeakingTheKey(t *testing.T) {
+	cases := []struct {
+		name, url, key string
+		cfg            supapool.Config
+		want           string
+	}{
+		{"empty url", "", testKey, supapool.DefaultConfig(), "url is empty"},
+		{"empty key", "http://127.0.0.1:1", "", supapool.DefaultConfig(), "key is empty"},
+		{"unparsable url", "http://[::1", testKey, supapool.DefaultConfig(), "does not parse"},
+		{"relative url", "example.supabase.co", testKey, supapool.DefaultConfig(), "not an absolute http(s) URL"},
+		{"bad config", "http://127.0.0.1:1", testKey, supapool.Config{MaxConnections: -1}, "MaxConnections"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := supapool.New(tc.url, tc.key, tc.cfg)
+			require.Nil(t, p)
+			require.ErrorIs(t, err, supapool.ErrInvalidConfig)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.True(t, strings.HasPrefix(err.Error(), "supapool: "), err.Error())
+			assert.NotContains(t, err.Error(), testKey)
+			assert.False(t, errors.Is(err, supapool.ErrPoolClosed))
+		})
+	}
+}
+
+func TestPoolPrintsNoKey(t *testing.T) {
+	p := newPool(t, supapool.DefaultConfig())
+	for _, s := range []string{fmt.Sprint(p), fmt.Sprintf("%+v", p), fmt.Sprintf("%#v", p), fmt.Sprintf("%+v", p.Stats())} {
+		assert.NotContains(t, s, testKey)
+	}
+	assert.Contains(t, p.String(), "supapool.Pool(http://127.0.0.1:1")
 }

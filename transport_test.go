@@ -2,14 +2,9 @@ package supapool_test
 
 import (
 	"context"
-	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,44 +12,6 @@ import (
 
 	"github.com/supapool/supapool"
 )
-
-// connCountingServer answers like PostgREST after ~1ms of "work" and
-// counts the TCP connections its clients opened.
-func connCountingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
-	var newConns atomic.Int64
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(time.Millisecond) // simulated query time, not synchronisation
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `[]`)
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			newConns.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv, &newConns
-}
-
-// load sends workers*perWorker requests, pausing 1ms between requests as
-// a service does between the queries of its handlers (think time, not
-// synchronisation): the pauses are what lets idle connections pile up.
-func load(t *testing.T, workers, perWorker int, do func(ctx context.Context) error) {
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for range perWorker {
-				if err := do(context.Background()); err != nil {
-					t.Error(err)
-					return
-				}
-				time.Sleep(time.Millisecond)
-			}
-		})
-	}
-	wg.Wait()
-}
 
 // TestPoolBoundsTCPConnections shows why the pool owns the transport:
 // supabase-go clients share http.DefaultTransport, which keeps 2 idle
@@ -96,7 +53,3 @@ func TestCallerSuppliedTransport(t *testing.T) {
 	}
 	assert.EqualValues(t, 3, n.Load(), "every request goes through Config.Transport")
 }
-
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
