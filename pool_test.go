@@ -309,50 +309,6 @@ func TestCloseGivesUpAtCtxDeadline(t *testing.T) {
 	})
 }
 
-// TestStressInvariants hammers a small pool from many goroutines with
-// random cancellation and discards and checks that no client ever has two
-// owners, that the Stats identities hold in every snapshot, and that there
-// are never more than MaxConnections clients.
-func TestStressInvariants(t *testing.T) {
-	const maxConns, workers, rounds = 4, 32, 400
-	p := newPool(t, supapool.Config{MaxConnections: maxConns, MinConnections: 1, AcquireTimeout: time.Second})
-	var owners sync.Map // *supabase.Client -> worker id
-	var acquired, failed atomic.Int64
-	stopWatching := watchIdentities(t, p)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(w), 1))
-			for range rounds {
-				ctx, cancel := context.WithCancel(context.Background())
-				if r.IntN(4) == 0 {
-					time.AfterFunc(time.Duration(r.IntN(50))*time.Microsecond, cancel)
-				}
-				c, err := p.Acquire(ctx)
-				if err != nil {
-					cancel() //nolint:govet // canceled on every path
-					if !errors.Is(err, context.Canceled) && !errors.Is(err, supapool.ErrAcquireTimeout) {
-						t.Errorf("unexpected error: %v", err)
-						return
-					}
-					failed.Add(1)
-					continue
-				}
-				acquired.Add(1)
-				holdAndReturn(t, p, &owners, w, c, r, 20*time.Microsecond, r.IntN(3) == 0)
-				cancel()
-			}
-		})
-	}
-	wg.Wait()
-	stopWatching()
-	s := checkQuiet(t, p, acquired.Load())
-	assert.LessOrEqual(t, s.CanceledAcquires+s.AcquireTimeouts, failed.Load())
-	t.Logf("acquired %d, failed %d, created %d, stats %+v", acquired.Load(), failed.Load(), s.TotalCreated, s)
-}
-
-// TestEachWaiterTimesOutAtItsOwnDeadline checks the timeouts of waiters
-// that arrive at different times, one of which is served first: each fails
 // exactly AcquireTimeout after it began to wait.
 func TestEachWaiterTimesOutAtItsOwnDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -479,52 +435,68 @@ func TestCloseFailsEveryWaiter(t *testing.T) {
 	})
 }
 
-// TestStressWithTimeoutsReaperAndLifetime is TestStressInvariants with
-// the other ways a wait or a client ends running at the same time: short
-// AcquireTimeouts, a reaper that closes surplus clients and clients that
-// expire every few hundred microseconds.
-func TestStressWithTimeoutsReaperAndLifetime(t *testing.T) {
-	const maxConns, workers, rounds = 3, 16, 300
-	p := newPool(t, supapool.Config{
-		MaxConnections: maxConns, MinConnections: 1, AcquireTimeout: 200 * time.Microsecond,
-		IdleTimeout: time.Millisecond, MaxLifetime: 300 * time.Microsecond, MaxLifetimeJitter: 100 * time.Microsecond,
-	})
-	var owners sync.Map // *supabase.Client -> worker id
-	var acquired, timedOut, canceled atomic.Int64
-	stopWatching := watchIdentities(t, p)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(w), 2))
-			for range rounds {
-				ctx, cancel := context.WithCancel(context.Background())
-				if r.IntN(4) == 0 {
-					time.AfterFunc(time.Duration(r.IntN(100))*time.Microsecond, cancel)
-				}
-				c, err := p.Acquire(ctx)
-				cancel()
-				switch {
-				case errors.Is(err, supapool.ErrAcquireTimeout):
-					timedOut.Add(1)
-					continue
-				case errors.Is(err, context.Canceled):
-					canceled.Add(1)
-					continue
-				case err != nil:
-					t.Errorf("unexpected error: %v", err)
-					return
-				}
-				acquired.Add(1)
-				holdAndReturn(t, p, &owners, w, c, r, 50*time.Microsecond, true)
+// TestStress hammers a small pool from many goroutines with random
+// cancellation and discards, and checks that no client ever has two owners,
+// that the Stats identities hold in every snapshot, that there are never
+// more than MaxConnections clients, and that every failed Acquire is
+// counted. The second case adds tiny acquire timeouts, an IdleTimeout that
+// keeps the reaper busy and clients that expire while in use.
+func TestStress(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		cfg            supapool.Config
+		workers, round int
+		cancelWithin   time.Duration // a quarter of the Acquires are canceled within this
+		hold           time.Duration // upper bound of a random hold
+		holdOneIn      int           // hold (sleep) in one round of this many; 1: always
+	}{
+		{"invariants", supapool.Config{MaxConnections: 4, MinConnections: 1, AcquireTimeout: time.Second},
+			32, 400, 50 * time.Microsecond, 20 * time.Microsecond, 3},
+		{"timeouts, reaper and lifetime", supapool.Config{
+			MaxConnections: 3, MinConnections: 1, AcquireTimeout: 200 * time.Microsecond,
+			IdleTimeout: time.Millisecond, MaxLifetime: 300 * time.Microsecond, MaxLifetimeJitter: 100 * time.Microsecond,
+		}, 16, 300, 100 * time.Microsecond, 50 * time.Microsecond, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPool(t, tc.cfg)
+			var owners sync.Map // *supabase.Client -> worker id
+			var acquired, timedOut, canceled atomic.Int64
+			stopWatching := watchIdentities(t, p)
+			var wg sync.WaitGroup
+			for w := range tc.workers {
+				wg.Go(func() {
+					r := rand.New(rand.NewPCG(uint64(w), 1))
+					for range tc.round {
+						ctx, cancel := context.WithCancel(context.Background())
+						if r.IntN(4) == 0 {
+							time.AfterFunc(time.Duration(r.Int64N(int64(tc.cancelWithin))), cancel)
+						}
+						c, err := p.Acquire(ctx)
+						cancel()
+						switch {
+						case errors.Is(err, supapool.ErrAcquireTimeout):
+							timedOut.Add(1)
+							continue
+						case errors.Is(err, context.Canceled):
+							canceled.Add(1)
+							continue
+						case err != nil:
+							t.Errorf("unexpected error: %v", err)
+							return
+						}
+						acquired.Add(1)
+						holdAndReturn(t, p, &owners, w, c, r, tc.hold, r.IntN(tc.holdOneIn) == 0)
+					}
+				})
 			}
+			wg.Wait()
+			stopWatching()
+			s := checkQuiet(t, p, acquired.Load())
+			assert.Equal(t, timedOut.Load(), s.AcquireTimeouts)
+			assert.LessOrEqual(t, s.CanceledAcquires, canceled.Load(), "a canceled ctx can also end an Acquire before it waits")
+			t.Logf("acquired %d, timed out %d, canceled %d, stats %+v", acquired.Load(), timedOut.Load(), canceled.Load(), s)
 		})
 	}
-	wg.Wait()
-	stopWatching()
-	s := checkQuiet(t, p, acquired.Load())
-	assert.Equal(t, timedOut.Load(), s.AcquireTimeouts)
-	assert.LessOrEqual(t, s.CanceledAcquires, canceled.Load())
-	t.Logf("acquired %d, timed out %d, canceled %d, stats %+v", acquired.Load(), timedOut.Load(), canceled.Load(), s)
 }
 
 func TestCloseWithEndedCtxSucceedsWhenNothingIsOut(t *testing.T) {
