@@ -10,17 +10,18 @@ import (
 	supabase "github.com/supabase-community/supabase-go"
 )
 
-// Default values used by DefaultConfig and for zero fields of Config.
+// The defaults used by DefaultConfig and for zero fields of Config; each
+// field's doc states its own.
 const (
-	DefaultMaxConnections        = 10
-	DefaultMinConnections        = 2
-	DefaultIdleTimeout           = 30 * time.Second
-	DefaultAcquireTimeout        = 5 * time.Second
-	DefaultMaxRetries            = 3
-	DefaultRetryDelay            = 100 * time.Millisecond
-	DefaultMaxRetryDelay         = 5 * time.Second
-	DefaultResponseHeaderTimeout = 30 * time.Second
-	DefaultHealthCheckTimeout    = 2 * time.Second
+	defaultMaxConnections        = 10
+	defaultMinConnections        = 2
+	defaultIdleTimeout           = 30 * time.Second
+	defaultAcquireTimeout        = 5 * time.Second
+	defaultMaxRetries            = 3
+	defaultRetryDelay            = 100 * time.Millisecond
+	defaultMaxRetryDelay         = 5 * time.Second
+	defaultResponseHeaderTimeout = 30 * time.Second
+	defaultHealthCheckTimeout    = 2 * time.Second
 )
 
 // Config configures a Pool. Start from DefaultConfig or one of the presets
@@ -30,7 +31,7 @@ const (
 type Config struct {
 	// MaxConnections is the most clients, and so the most concurrent
 	// requests and TCP connections, the pool allows at once.
-	// Zero means DefaultMaxConnections (10).
+	// Zero means 10.
 	MaxConnections int
 
 	// MinConnections is how many clients the pool creates in New and keeps
@@ -42,13 +43,13 @@ type Config struct {
 	// IdleTimeout is how long a client must have been surplus (idle above
 	// MinConnections for the whole period) before the reaper closes it. It
 	// is also the idle timeout of the pool's TCP connections.
-	// Zero means DefaultIdleTimeout (30s).
+	// Zero means 30s.
 	IdleTimeout time.Duration
 
 	// AcquireTimeout bounds how long Acquire waits for a client when all
 	// MaxConnections are in use; Acquire then fails with ErrAcquireTimeout.
 	// The ctx passed to Acquire may end the wait sooner.
-	// Zero means DefaultAcquireTimeout (5s).
+	// Zero means 5s.
 	AcquireTimeout time.Duration
 
 	// MaxLifetime, if positive, closes a client once it is older than
@@ -66,21 +67,21 @@ type Config struct {
 	MaxRetries int
 
 	// RetryDelay is the base of WithRetry's exponential backoff.
-	// Zero means DefaultRetryDelay (100ms).
+	// Zero means 100ms.
 	RetryDelay time.Duration
 
 	// MaxRetryDelay caps one backoff wait of WithRetry, including a
-	// server's Retry-After. Zero means DefaultMaxRetryDelay (5s).
+	// server's Retry-After. Zero means 5s.
 	MaxRetryDelay time.Duration
 
 	// ResponseHeaderTimeout bounds the wait for a response's headers on the
-	// pool's own transport. Zero means DefaultResponseHeaderTimeout (30s).
+	// pool's own transport. Zero means 30s.
 	// It is not used when Transport is set.
 	ResponseHeaderTimeout time.Duration
 
 	// HealthCheckTimeout bounds HealthCheck's test request when the ctx
 	// passed to it has no earlier deadline.
-	// Zero means DefaultHealthCheckTimeout (2s).
+	// Zero means 2s.
 	HealthCheckTimeout time.Duration
 
 	// HealthCheckTable, if set, makes HealthCheck read one row of this
@@ -108,12 +109,12 @@ type Config struct {
 // IdleTimeout 30s, AcquireTimeout 5s, MaxRetries 3, RetryDelay 100ms.
 func DefaultConfig() Config {
 	return Config{
-		MaxConnections: DefaultMaxConnections,
-		MinConnections: DefaultMinConnections,
-		IdleTimeout:    DefaultIdleTimeout,
-		AcquireTimeout: DefaultAcquireTimeout,
-		MaxRetries:     DefaultMaxRetries,
-		RetryDelay:     DefaultRetryDelay,
+		MaxConnections: defaultMaxConnections,
+		MinConnections: defaultMinConnections,
+		IdleTimeout:    defaultIdleTimeout,
+		AcquireTimeout: defaultAcquireTimeout,
+		MaxRetries:     defaultMaxRetries,
+		RetryDelay:     defaultRetryDelay,
 	}
 }
 
@@ -188,14 +189,14 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	if c.MaxConnections == 0 {
-		c.MaxConnections = DefaultMaxConnections
+		c.MaxConnections = defaultMaxConnections
 	}
-	def(&c.IdleTimeout, DefaultIdleTimeout)
-	def(&c.AcquireTimeout, DefaultAcquireTimeout)
-	def(&c.RetryDelay, DefaultRetryDelay)
-	def(&c.MaxRetryDelay, DefaultMaxRetryDelay)
-	def(&c.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
-	def(&c.HealthCheckTimeout, DefaultHealthCheckTimeout)
+	def(&c.IdleTimeout, defaultIdleTimeout)
+	def(&c.AcquireTimeout, defaultAcquireTimeout)
+	def(&c.RetryDelay, defaultRetryDelay)
+	def(&c.MaxRetryDelay, defaultMaxRetryDelay)
+	def(&c.ResponseHeaderTimeout, defaultResponseHeaderTimeout)
+	def(&c.HealthCheckTimeout, defaultHealthCheckTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
