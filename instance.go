@@ -4,7 +4,9 @@ import (
 	"sync"
 )
 
-// registry holds the pools made by Instance, one per (url, key).
+// registry holds the pools made by Instance, one per (url, key). A closed
+// pool stays until the next Instance call for its (url, key) drops it; the
+// pool itself knows nothing of the registry.
 var registry struct {
 	mu    sync.Mutex
 	pools map[instanceKey]*Pool
@@ -14,9 +16,9 @@ type instanceKey struct{ url, key string }
 
 // Instance returns the process's open pool for (url, key), creating it with
 // cfg on first use, so that code in different places shares one pool per
-// database, as the original design's getInstance does. A pool made by
-// Instance leaves the registry when it is closed; the next Instance call
-// then creates a fresh one.
+// database, as the original design's getInstance does. Instance never
+// returns a pool that was closed before the call: once the registry's pool
+// for (url, key) is closed, the next Instance call creates a fresh one.
 //
 // cfg is used only when a pool is created. If a pool for (url, key) is
 // already open, Instance returns it unchanged, even if cfg differs, and
@@ -25,6 +27,12 @@ func Instance(url, key string, cfg Config) (*Pool, error) {
 	k := instanceKey{url, key}
 	registry.mu.Lock()
 	p := registry.pools[k]
+	if p != nil && p.isClosed() {
+		// Closed pools are dropped here, under the registry's lock, so
+		// that a pool closed before this call is never returned.
+		delete(registry.pools, k)
+		p = nil
+	}
 	if p == nil {
 		var err error
 		if p, err = New(url, key, cfg); err != nil {
@@ -44,16 +52,6 @@ func Instance(url, key string, cfg Config) (*Pool, error) {
 			"pool", p.String(), "fields", diff)
 	}
 	return p, nil
-}
-
-// unregister removes p from the registry if Instance made it.
-func unregister(p *Pool) {
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	k := instanceKey{p.url, p.creds.key}
-	if registry.pools[k] == p {
-		delete(registry.pools, k)
-	}
 }
 
 // configDiff names the fields of want (with defaults applied) that differ

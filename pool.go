@@ -22,6 +22,13 @@ import (
 // that the pool owns (or Config.Transport), so MaxConnections also bounds
 // the TCP connections to the server. A Pool is safe for concurrent use. It
 // must be created with New or Instance and closed with Close.
+//
+// Besides the callers of Acquire and Release, one goroutine works on a
+// pool: the reaper (reaper.go), started by New and stopped by Close. It
+// shares the bookkeeping under mu, in particular lowIdle (lowered here
+// whenever a client is checked out or destroyed, read and reset by the
+// reaper at the end of each window) and conn.expired (set by the reaper,
+// acted on here when a client is taken or comes back).
 type Pool struct {
 	url   string
 	creds *credentials // behind a pointer so that printing a Pool shows no key
@@ -58,7 +65,7 @@ type Pool struct {
 	waitTail     *waiter                    // the newest waiter
 	waitTimer    *time.Timer                // runs expireWaiters; nil until first set
 	timerArmed   bool                       // waitTimer is set, or firing
-	lowIdle      int                        // fewest idle clients since the reaper's window began
+	lowIdle      int                        // fewest idle clients since the reaper's window began (see reaper)
 	closed       bool
 	drainedShut  bool // drained has been closed
 	counts       counters
@@ -80,9 +87,18 @@ type conn struct {
 	client    *supabase.Client
 	auth      gotrue.Client   // client.Auth as created: a change means auth state was changed
 	storage   *storage.Client // client.Storage as created: likewise
-	expiresAt time.Time       // zero: no MaxLifetime
+	expiresAt time.Duration   // end of life as time.Since(Pool.epoch); 0: no MaxLifetime
 	active    bool            // checked out
-	expired   bool            // past expiresAt: destroyed instead of reused
+	expired   bool            // past expiresAt (set by the reaper or on take/release): destroyed instead of reused
+}
+
+// expiredLocked reports whether c is past its MaxLifetime, and marks it so.
+// It reads the clock only when MaxLifetime is set.
+func (p *Pool) expiredLocked(c *conn) bool {
+	if !c.expired && c.expiresAt != 0 && time.Since(p.epoch) >= c.expiresAt {
+		c.expired = true
+	}
+	return c.expired
 }
 
 // New validates url, key and cfg, creates cfg.MinConnections clients (which
@@ -125,6 +141,9 @@ func New(url, key string, cfg Config) (*Pool, error) {
 	}
 	p.lowIdle = p.total
 	p.mu.Unlock()
+	// The reaper (reaper.go) shrinks the pool to MinConnections and marks
+	// expired clients; it shares mu's bookkeeping and exits when Close
+	// closes p.done.
 	go p.reaper()
 	return p, nil
 }
@@ -144,6 +163,13 @@ func validateEndpoint(rawURL, key string) error {
 		return fmt.Errorf("%w: url %q is not an absolute http(s) URL; pass e.g. https://<project>.supabase.co", ErrInvalidConfig, u.Redacted())
 	}
 	return nil
+}
+
+// isClosed reports whether Close has been called.
+func (p *Pool) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
 }
 
 // String describes the pool without its key.
@@ -181,7 +207,7 @@ func (p *Pool) newConn() *conn {
 		if j := p.cfg.MaxLifetimeJitter; j > 0 {
 			life += rand.N(j)
 		}
-		c.expiresAt = time.Now().Add(life)
+		c.expiresAt = time.Since(p.epoch) + life
 	}
 	return c
 }
@@ -256,7 +282,7 @@ func (p *Pool) takeIdleLocked(c *conn) (*supabase.Client, error) {
 		p.destroyLocked(c)
 		return nil, ErrPoolClosed
 	}
-	if c.expired {
+	if p.expiredLocked(c) {
 		c = p.renewLocked(c)
 	}
 	p.checkoutLocked(c)
@@ -470,7 +496,7 @@ func (p *Pool) signalDrainedLocked() {
 // Release gives back a client that Acquire returned. The client is reused,
 // unless the pool is closed, the client is past its MaxLifetime, or its
 // auth state was changed (UpdateAuthSession, SignIn*): then it is
-// destroyed. Release returns ErrUnknownClient, and changes nothing, for a
+// destroyed (the last case counts in Stats.Discarded). Release returns ErrUnknownClient, and changes nothing, for a
 // client that is not checked out from this pool (nil, foreign, or released
 // already).
 func (p *Pool) Release(c *supabase.Client) error { return p.put(c, false) }
@@ -496,12 +522,12 @@ func (p *Pool) put(client *supabase.Client, discard bool) error {
 	p.counts.released++
 	var w *waiter // to be handed c
 	switch {
-	case p.closed:
-		p.destroyLocked(c)
 	case discard || client.Auth != c.auth || client.Storage != c.storage:
 		p.counts.discarded++
 		p.destroyLocked(c)
-	case c.expired:
+	case p.closed:
+		p.destroyLocked(c)
+	case p.expiredLocked(c):
 		p.counts.lifetimeClosed++
 		p.destroyLocked(c)
 	default:
@@ -579,7 +605,6 @@ func (p *Pool) Close(ctx context.Context) error {
 		p.signalDrainedLocked()
 	}
 	p.mu.Unlock()
-	unregister(p)
 	defer func() {
 		if p.own != nil {
 			p.own.CloseIdleConnections()

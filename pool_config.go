@@ -52,10 +52,13 @@ type Config struct {
 	// Zero means 5s.
 	AcquireTimeout time.Duration
 
-	// MaxLifetime, if positive, closes a client once it is older than
-	// MaxLifetime plus a random jitter in [0, MaxLifetimeJitter): an idle
-	// client at the next reaper pass or Acquire, a client in use when it is
-	// released. Zero means clients live until they are reaped as idle.
+	// MaxLifetime, if positive, retires a client once it is older than
+	// MaxLifetime plus a random jitter in [0, MaxLifetimeJitter). An
+	// expired client is never handed out: Acquire replaces it with a fresh
+	// one when it takes it. An idle expired client is also closed at the
+	// reaper's next pass (the reaper wakes at least every MaxLifetime/4),
+	// and a client in use is closed when it is released. Zero means clients
+	// live until they are reaped as idle.
 	MaxLifetime time.Duration
 
 	// MaxLifetimeJitter spreads client expiry so that clients created

@@ -30,7 +30,7 @@ type Stats struct {
 	WaitDuration     time.Duration `json:"waitDuration"`     // total time spent waiting, ever (nanoseconds in JSON)
 	AcquireTimeouts  int64         `json:"acquireTimeouts"`  // waits that ended with ErrAcquireTimeout
 	CanceledAcquires int64         `json:"canceledAcquires"` // waits that ended because their ctx ended
-	Discarded        int64         `json:"discarded"`        // clients destroyed by Discard or by WithClient after a failure
+	Discarded        int64         `json:"discarded"`        // clients destroyed by Discard, by WithClient after a transport failure, or on Release because their auth state was changed
 	IdleClosed       int64         `json:"idleClosed"`       // clients closed by the reaper as surplus
 	LifetimeClosed   int64         `json:"lifetimeClosed"`   // clients closed for exceeding MaxLifetime
 	Closed           bool          `json:"closed"`           // Close has been called

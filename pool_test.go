@@ -540,3 +540,19 @@ func TestPoolPrintsNoKey(t *testing.T) {
 	}
 	assert.Contains(t, p.String(), "supapool.Pool(http://127.0.0.1:1")
 }
+
+func TestDiscardAfterCloseIsCounted(t *testing.T) {
+	p, err := supapool.New(unusedURL, testKey, supapool.Config{MaxConnections: 2})
+	require.NoError(t, err)
+	c, err := p.Acquire(context.Background())
+	require.NoError(t, err)
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, p.Close(ended), context.Canceled, "a client is still out")
+	require.NoError(t, p.Discard(c))
+	s := p.Stats()
+	assert.EqualValues(t, 1, s.Discarded)
+	assert.Equal(t, 0, s.TotalConnections)
+	checkIdentities(t, s)
+	require.NoError(t, p.Close(context.Background()))
+}

@@ -2,20 +2,6 @@ package supapool
 
 import "time"
 
-// The reaper shrinks the pool back towards MinConnections and retires
-// clients past MaxLifetime.
-//
-// It cannot judge idleness by each client's last use: idle clients sit in
-// a channel and are handed out in turn, so under light steady load (one
-// request at a time) every client is touched within any IdleTimeout and
-// none would ever look idle. Instead the pool tracks the low-water mark of
-// its idle count (lowIdle) over a window of IdleTimeout: if at least k
-// clients were idle at every moment of the window, k clients were surplus
-// for the whole of it, whichever clients that was. At the end of a window
-// the reaper closes that many (but never below MinConnections), taking the
-// ones idle longest (the head of the channel), and a new window begins. A
-// surplus is thus closed between one and two IdleTimeouts after it appears.
-
 // reapInterval is how often the reaper wakes: every IdleTimeout, or more
 // often when MaxLifetime asks for finer expiry.
 func (p *Pool) reapInterval() time.Duration {
@@ -26,6 +12,28 @@ func (p *Pool) reapInterval() time.Duration {
 	return d
 }
 
+// reaper is the pool's one background goroutine, started by New and
+// stopped by Close (through p.done; it closes p.reaperDone on return). It
+// shrinks the pool back towards MinConnections and retires clients past
+// MaxLifetime, waking every reapInterval.
+//
+// It cannot judge idleness by each client's last use: idle clients sit in
+// a channel and are handed out in turn, so under light steady load (one
+// request at a time) every client is touched within any IdleTimeout and
+// none would ever look idle. Instead the pool tracks the low-water mark of
+// its idle count, Pool.lowIdle, over a window of IdleTimeout: pool.go
+// lowers it whenever a client is checked out or destroyed, and the reaper
+// resets it when a window ends. If at least k clients were idle at every
+// moment of the window, k clients were surplus for the whole of it,
+// whichever clients that was. At the end of a window the reaper closes
+// that many (but never below MinConnections), taking the ones idle longest
+// (the head of the channel), and a new window begins. A surplus is thus
+// closed between one and two IdleTimeouts after it appears.
+//
+// For MaxLifetime the reaper marks clients past their end of life
+// (conn.expired) and closes the idle ones; pool.go also checks the
+// deadline when a client is taken or comes back, so an expired client is
+// never handed out.
 func (p *Pool) reaper() {
 	defer close(p.reaperDone)
 	t := time.NewTicker(p.reapInterval())
@@ -40,7 +48,7 @@ func (p *Pool) reaper() {
 			if endWindow {
 				windowStart = now
 			}
-			p.reap(now, endWindow)
+			p.reap(endWindow)
 		}
 	}
 }
@@ -48,7 +56,7 @@ func (p *Pool) reaper() {
 // reap marks expired clients, closes idle ones that are expired or (at the
 // end of a window) surplus, and refills to MinConnections. It holds mu
 // throughout; it does no I/O, and only non-blocking channel operations.
-func (p *Pool) reap(now time.Time, endWindow bool) {
+func (p *Pool) reap(endWindow bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -56,9 +64,7 @@ func (p *Pool) reap(now time.Time, endWindow bool) {
 	}
 	if p.cfg.MaxLifetime > 0 {
 		for _, c := range p.conns {
-			if !c.expired && !now.Before(c.expiresAt) {
-				c.expired = true
-			}
+			p.expiredLocked(c)
 		}
 	}
 	surplus := 0

@@ -77,3 +77,31 @@ func TestMaxLifetime(t *testing.T) {
 		checkIdentities(t, s)
 	})
 }
+
+// TestExpiredClientIsNeverHandedOut checks MaxLifetime between reaper
+// passes: a client created at 50ms with MaxLifetime 400ms expires at 450ms,
+// while the reaper (every 100ms) would only notice it at 500ms.
+func TestExpiredClientIsNeverHandedOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, supapool.Config{MaxConnections: 2, IdleTimeout: time.Hour, MaxLifetime: 400 * time.Millisecond})
+		ctx := context.Background()
+		time.Sleep(50 * time.Millisecond)
+		first, err := p.Acquire(ctx)
+		require.NoError(t, err)
+		require.NoError(t, p.Release(first))
+		time.Sleep(410 * time.Millisecond) // 460ms: expired, not yet reaped
+		c, err := p.Acquire(ctx)
+		require.NoError(t, err)
+		assert.NotSame(t, first, c, "an expired client is not handed out, even between reaper passes")
+		assert.EqualValues(t, 1, p.Stats().LifetimeClosed)
+
+		// Released after its deadline but before the reaper's next pass:
+		// destroyed on release.
+		time.Sleep(420 * time.Millisecond)
+		require.NoError(t, p.Release(c))
+		s := p.Stats()
+		assert.EqualValues(t, 2, s.LifetimeClosed)
+		assert.Equal(t, 0, s.TotalConnections)
+		checkIdentities(t, s)
+	})
+}
