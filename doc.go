@@ -53,4 +53,23 @@
 // and retires clients past MaxLifetime; Close stops it and waits for the
 // clients in use to come back. No key or token ever appears in the pool's
 // errors, logs, Stats or health reports.
+//
+// # Where things are
+//
+// Read pool.go first; each other file owns one concern:
+//
+//	pool.go         Pool, New, Acquire, Release, Discard, Close, Stats; the waiter queue
+//	pool_config.go  Config, its presets, Validate and the defaults
+//	pool_stats.go   Stats, the snapshot and its identities
+//	reaper.go       the background goroutine: idle shrinking and MaxLifetime
+//	instance.go     Instance, the process-wide registry of pools
+//	service.go      Pool.WithClient (one attempt) and PooledService
+//	retry.go        Pool.WithRetry, its options and backoff
+//	errors.go       Error, the sentinels, AcquireTimeoutError, IsTransient, NeverRan
+//	wire.go         the per-attempt record of what happened on the wire
+//	transport.go    the pool's sized http.Transport and the RoundTripper clients use
+//	auth.go         WithAuthToken, request-scoped user tokens
+//	health.go       HealthCheck and its result types
+//	http.go         HealthHandler and the X-Pool-* middleware
+//	internal/       clientpatch (binding supabase-go to a transport) and the test stack
 package supapool

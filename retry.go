@@ -46,8 +46,27 @@ func Idempotent() RetryOption {
 	return func(p *retryPolicy) { p.idempotent = true }
 }
 
-// WithRetry runs fn like WithClient and runs it again after a transient
-// failure that is safe to repeat; see PooledService.WithRetry.
+// WithRetry runs fn like WithClient and runs it again, on a fresh client
+// from the pool, after a failure that is transient (see IsTransient) and
+// safe to repeat, at most Config.MaxRetries times (RetryMax overrides it).
+//
+// A failure is safe to repeat when the attempt sent only reads (GET,
+// HEAD), or when it proves that the statement never ran: the connection
+// could not be made, or PostgREST answered 503 PGRST000-PGRST002 or 504
+// PGRST003. A write (POST, PATCH, PUT, DELETE, an RPC over POST) that may
+// have reached the database is not run again, so an insert never becomes
+// two rows, unless the call declares it Idempotent. An attempt whose
+// earlier request changed data is not repeated either.
+//
+// Waits between attempts grow exponentially from Config.RetryDelay with
+// full jitter, capped by Config.MaxRetryDelay. A server's Retry-After is
+// honoured when it is longer; one beyond MaxRetryDelay, or a wait that
+// would outlast ctx's deadline, ends the retries with the last error. When
+// ctx ends during a wait, WithRetry returns at once with an error that
+// matches both ctx's error and the last attempt's.
+//
+// The error of the last attempt is returned as WithClient returns it; an
+// *Error's Attempts says how many attempts were made.
 func (p *Pool) WithRetry(ctx context.Context, fn func(ctx context.Context, c *supabase.Client) error, opts ...RetryOption) error {
 	pol := retryPolicy{retries: p.cfg.MaxRetries, base: p.cfg.RetryDelay, cap: p.cfg.MaxRetryDelay}
 	for _, o := range opts {

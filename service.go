@@ -43,32 +43,12 @@ func (s *PooledService) WithClient(ctx context.Context, fn func(ctx context.Cont
 	return s.pool.WithClient(ctx, fn)
 }
 
-// WithRetry runs fn like WithClient and runs it again, on a fresh client
-// from the pool, after a failure that is transient (see IsTransient) and
-// safe to repeat, at most Config.MaxRetries times (RetryMax overrides it).
-//
-// A failure is safe to repeat when the attempt sent only reads (GET,
-// HEAD), or when it proves that the statement never ran: the connection
-// could not be made, or PostgREST answered 503 PGRST000-PGRST002 or 504
-// PGRST003. A write (POST, PATCH, PUT, DELETE, an RPC over POST) that may
-// have reached the database is not run again, so an insert never becomes
-// two rows, unless the call declares it Idempotent. An attempt whose
-// earlier request changed data is not repeated either.
-//
-// Waits between attempts grow exponentially from Config.RetryDelay with
-// full jitter, capped by Config.MaxRetryDelay. A server's Retry-After is
-// honoured when it is longer; one beyond MaxRetryDelay, or a wait that
-// would outlast ctx's deadline, ends the retries with the last error. When
-// ctx ends during a wait, WithRetry returns at once with an error that
-// matches both ctx's error and the last attempt's.
-//
-// The error of the last attempt is returned as WithClient returns it; an
-// *Error's Attempts says how many attempts were made.
+// WithRetry runs fn with retries: see Pool.WithRetry.
 func (s *PooledService) WithRetry(ctx context.Context, fn func(ctx context.Context, c *supabase.Client) error, opts ...RetryOption) error {
 	return s.pool.WithRetry(ctx, fn, opts...)
 }
 
-// PoolStats returns the pool's statistics.
+// PoolStats returns the pool's statistics: see Pool.Stats.
 func (s *PooledService) PoolStats() Stats { return s.pool.Stats() }
 
 // HealthCheck checks the pool and PostgREST: see Pool.HealthCheck.
