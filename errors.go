@@ -34,6 +34,11 @@ var (
 	// ErrEmptyAuthToken is the error of a request sent with a ctx from
 	// WithAuthToken(ctx, ""): it is refused before it leaves rather than
 	// sent with the pool's key. Check for a missing user token first.
+	// ErrClientReleased is the error of every request sent by a client
+	// after it was released or discarded (a caller kept it): the request
+	// is refused before it leaves, and Stats.UseAfterRelease counts it.
+	ErrClientReleased = errors.New("supapool: the client was released to the pool; the request was not sent (use a client only between Acquire and Release, or inside its closure)")
+
 	ErrEmptyAuthToken = errors.New("supapool: WithAuthToken was given an empty token; the request was not sent (it would have run with the pool's key)")
 )
 
@@ -73,7 +78,8 @@ type Error struct {
 	Attempts   int           // attempts made (WithRetry); 1 for WithClient
 	Err        error         // the closure's error
 
-	neverSent bool // the request failed before it reached the server
+	neverSent  bool   // the request failed before it reached the server
+	clientText string // the error text postgrest-go builds from this response; "" when unknown
 }
 
 // Error describes the failure.
@@ -116,6 +122,23 @@ func (e *Error) Error() string {
 // or 504 PGRST003. A handler can use it to tell its own caller whether a
 // retry is safe.
 func (e *Error) NeverRan() bool { return statementNeverRan(e) }
+
+// causes reports whether err, returned by a closure, is this failed
+// request's own error rather than one the closure made itself after
+// handling the failure: it wraps the transport error, it is (or wraps)
+// the *Error that RPC returned, or it is (or wraps) the error that
+// postgrest-go built from this response, whose text it matches exactly.
+func (e *Error) causes(err error) bool {
+	if e.Err != nil && errors.Is(err, e.Err) {
+		return true
+	}
+	for ; err != nil; err = errors.Unwrap(err) {
+		if err == error(e) || (e.clientText != "" && err.Error() == e.clientText) {
+			return true
+		}
+	}
+	return false
+}
 
 // Unwrap returns the closure's error.
 func (e *Error) Unwrap() error { return e.Err }

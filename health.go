@@ -79,6 +79,8 @@ func (p *Pool) testRequest(ctx context.Context, c *supabase.Client) (int, error)
 	if err != nil {
 		return 0, err
 	}
+	var fail *Error // the client's transport records a failed answer here
+	ctx = context.WithValue(ctx, failSlotKey{}, &fail)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(p.url, "/")+supabase.REST_URL+"/", nil)
 	if err != nil {
 		return 0, err
@@ -89,7 +91,10 @@ func (p *Pool) testRequest(ctx context.Context, c *supabase.Client) (int, error)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode >= 300 {
+	switch {
+	case fail != nil:
+		return resp.StatusCode, fail
+	case resp.StatusCode >= 300:
 		return resp.StatusCode, fmt.Errorf("supapool: health check: PostgREST answered %s", resp.Status)
 	}
 	return resp.StatusCode, nil

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	functions "github.com/supabase-community/functions-go"
 	"github.com/supabase-community/gotrue-go"
 	storage "github.com/supabase-community/storage-go"
 	supabase "github.com/supabase-community/supabase-go"
@@ -34,7 +36,7 @@ type Pool struct {
 	creds *credentials // behind a pointer so that printing a Pool shows no key
 	cfg   Config       // with defaults applied; read-only after New
 	log   *slog.Logger
-	rt    http.RoundTripper // what clients send through
+	rt    http.RoundTripper // the shared chain below every client's own transport (see checkout.go)
 	own   *http.Transport   // the pool's own transport; nil with Config.Transport
 
 	// idle holds the idle clients, oldest first. Its capacity is
@@ -70,6 +72,8 @@ type Pool struct {
 	drainedShut  bool // drained has been closed
 	counts       counters
 	waitDuration time.Duration
+
+	useAfterRelease atomic.Int64 // requests refused by a client that was not checked out; counted without mu
 }
 
 type credentials struct{ key string }
@@ -82,14 +86,19 @@ type counters struct {
 }
 
 // conn is one pooled client and its bookkeeping. Guarded by Pool.mu, except
-// client, auth and storage, which do not change.
+// client, rt, auth, storage and functions, which do not change, and bound,
+// which is atomic (see checkout.go).
 type conn struct {
 	client    *supabase.Client
-	auth      gotrue.Client   // client.Auth as created: a change means auth state was changed
-	storage   *storage.Client // client.Storage as created: likewise
-	expiresAt time.Duration   // end of life as time.Since(Pool.epoch); 0: no MaxLifetime
-	active    bool            // checked out
-	expired   bool            // past expiresAt (set by the reaper or on take/release): destroyed instead of reused
+	rt        *clientTransport         // the client's own transport: applies bound to every request
+	auth      gotrue.Client            // client.Auth as created: a change means auth state was changed
+	storage   *storage.Client          // client.Storage as created: likewise
+	functions *functions.Client        // client.Functions as created: likewise
+	bound     atomic.Pointer[checkout] // the current checkout; nil while the client is not checked out
+	plain     checkout                 // the binding of a checkout with the pool's key outside a closure
+	expiresAt time.Duration            // end of life as time.Since(Pool.epoch); 0: no MaxLifetime
+	active    bool                     // checked out
+	expired   bool                     // past expiresAt (set by the reaper or on take/release): destroyed instead of reused
 }
 
 // expiredLocked reports whether c is past its MaxLifetime, and marks it so.
@@ -130,7 +139,7 @@ func New(url, key string, cfg Config) (*Pool, error) {
 		p.own = newOwnTransport(cfg)
 		base = p.own
 	}
-	p.rt = &poolTransport{base: base}
+	p.rt = base
 	if err := clientpatch.Check(); err != nil {
 		p.log.Warn("supapool: cannot bind clients to the pool's transport; they will use http.DefaultTransport and MaxConnections will not bound TCP connections",
 			"error", err.Error())
@@ -198,10 +207,12 @@ func (p *Pool) newConn() *conn {
 	if err != nil {
 		panic("supapool: supabase.NewClient failed after validation: " + err.Error())
 	}
+	c := &conn{client: client}
+	c.rt = &clientTransport{p: p, c: c}
 	// On a layout error the client keeps http.DefaultTransport; New logged it.
-	_ = clientpatch.SetTransport(client, p.rt)
-	client.Auth = client.Auth.WithClient(http.Client{Transport: p.rt})
-	c := &conn{client: client, auth: client.Auth, storage: client.Storage}
+	_ = clientpatch.SetTransport(client, c.rt)
+	client.Auth = client.Auth.WithClient(http.Client{Transport: c.rt})
+	c.auth, c.storage, c.functions = client.Auth, client.Storage, client.Functions
 	if p.cfg.MaxLifetime > 0 {
 		life := p.cfg.MaxLifetime
 		if j := p.cfg.MaxLifetimeJitter; j > 0 {
@@ -220,9 +231,29 @@ func (p *Pool) newConn() *conn {
 // wait that ends without a client leaves nothing behind; if ctx ends just
 // as a client is handed over, Acquire returns the client.
 //
-// The caller must give the client back with Release, or Discard it, and
-// must not use it afterwards.
+// If ctx carries a user token (WithAuthToken), the client is checked out
+// to that user: every request it sends, with or without a ctx, carries the
+// user's token and never the pool's key, until it is released. Acquire's
+// ctx bounds only the wait: its deadline and cancellation do not carry
+// over to the client's requests, so
+//
+//	ctx, cancel := context.WithTimeout(ctx, time.Second)
+//	c, err := pool.Acquire(ctx)
+//	cancel()
+//
+// is fine. The caller must give the client back with Release, or Discard
+// it; a client used after that refuses to send (ErrClientReleased).
 func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
+	c, err := p.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.bind(c, ctx, nil, nil)
+	return c.client, nil
+}
+
+// acquire is Acquire without the binding: it returns the checked-out conn.
+func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -266,7 +297,7 @@ func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
 		p.mu.Lock()
 		p.conns[c.client] = c
 		p.mu.Unlock()
-		return c.client, nil
+		return c, nil
 	}
 	w := p.getWaiter()
 	p.enqueueLocked(w)
@@ -276,7 +307,7 @@ func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
 
 // takeIdleLocked checks out c, which the caller received from p.idle,
 // replacing it first if it is past its MaxLifetime.
-func (p *Pool) takeIdleLocked(c *conn) (*supabase.Client, error) {
+func (p *Pool) takeIdleLocked(c *conn) (*conn, error) {
 	if p.closed {
 		// Close drained p.idle while the fast path held c.
 		p.destroyLocked(c)
@@ -286,7 +317,7 @@ func (p *Pool) takeIdleLocked(c *conn) (*supabase.Client, error) {
 		c = p.renewLocked(c)
 	}
 	p.checkoutLocked(c)
-	return c.client, nil
+	return c, nil
 }
 
 // A waiter is an Acquire blocked until a client is free. Waiters form a
@@ -373,7 +404,7 @@ func (p *Pool) handOffLocked(c *conn) *waiter {
 }
 
 // wait blocks until w is served or ctx ends. The caller has queued w.
-func (p *Pool) wait(ctx context.Context, w *waiter) (*supabase.Client, error) {
+func (p *Pool) wait(ctx context.Context, w *waiter) (*conn, error) {
 	var c *conn
 	if done := ctx.Done(); done == nil {
 		c = <-w.ready // a plain receive is cheaper than a select
@@ -403,7 +434,7 @@ func (p *Pool) wait(ctx context.Context, w *waiter) (*supabase.Client, error) {
 	if c == nil {
 		return nil, err
 	}
-	return c.client, nil
+	return c, nil
 }
 
 // armTimerLocked sets the wait timer to run expireWaiters after d.
@@ -495,16 +526,19 @@ func (p *Pool) signalDrainedLocked() {
 
 // Release gives back a client that Acquire returned. The client is reused,
 // unless the pool is closed, the client is past its MaxLifetime, or its
-// auth state was changed (UpdateAuthSession, SignIn*): then it is
-// destroyed (the last case counts in Stats.Discarded). Release returns ErrUnknownClient, and changes nothing, for a
-// client that is not checked out from this pool (nil, foreign, or released
-// already).
+// auth state was changed (UpdateAuthSession, SignIn*, or by assigning its
+// Auth, Storage or Functions): then it is destroyed (the last case counts
+// in Stats.Discarded). From Release on, the client refuses to send: a
+// caller that kept it gets ErrClientReleased from every request. Release
+// returns ErrUnknownClient, and changes nothing, for a client that is not
+// checked out from this pool (nil, foreign, or released already).
 func (p *Pool) Release(c *supabase.Client) error { return p.put(c, false) }
 
 // Discard destroys a checked-out client that must not be reused, for
 // example after a request on it failed at the transport. It counts as a
-// release and a destroy. Discard returns ErrUnknownClient, and changes
-// nothing, for a client that is not checked out from this pool.
+// release and a destroy; like Release, it ends the client's checkout.
+// Discard returns ErrUnknownClient, and changes nothing, for a client that
+// is not checked out from this pool.
 func (p *Pool) Discard(c *supabase.Client) error { return p.put(c, true) }
 
 func (p *Pool) put(client *supabase.Client, discard bool) error {
@@ -520,9 +554,10 @@ func (p *Pool) put(client *supabase.Client, discard bool) error {
 	c.active = false
 	p.active--
 	p.counts.released++
+	changed := p.unbindLocked(c)
 	var w *waiter // to be handed c
 	switch {
-	case discard || client.Auth != c.auth || client.Storage != c.storage:
+	case discard || changed:
 		p.counts.discarded++
 		p.destroyLocked(c)
 	case p.closed:
@@ -566,6 +601,7 @@ func (p *Pool) statsLocked() Stats {
 		Discarded:            p.counts.discarded,
 		IdleClosed:           p.counts.idleClosed,
 		LifetimeClosed:       p.counts.lifetimeClosed,
+		UseAfterRelease:      p.useAfterRelease.Load(),
 		Closed:               p.closed,
 	}
 }

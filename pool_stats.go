@@ -33,5 +33,6 @@ type Stats struct {
 	Discarded        int64         `json:"discarded"`        // clients destroyed by Discard, by WithClient after a transport failure, or on Release because their auth state was changed
 	IdleClosed       int64         `json:"idleClosed"`       // clients closed by the reaper as surplus
 	LifetimeClosed   int64         `json:"lifetimeClosed"`   // clients closed for exceeding MaxLifetime
+	UseAfterRelease  int64         `json:"useAfterRelease"`  // requests refused because their client was released (ErrClientReleased)
 	Closed           bool          `json:"closed"`           // Close has been called
 }

@@ -54,49 +54,58 @@ func (s *PooledService) PoolStats() Stats { return s.pool.Stats() }
 // HealthCheck checks the pool and PostgREST: see Pool.HealthCheck.
 func (s *PooledService) HealthCheck(ctx context.Context) Health { return s.pool.HealthCheck(ctx) }
 
-// WithClient acquires a client, calls fn with it and releases it. fn gets a
-// ctx derived from ctx; pass it to the requests (ExecuteWithContext,
-// ExecuteToWithContext) so that they are bounded by ctx, carry the user
-// token of WithAuthToken, and are observed by the pool.
+// WithClient acquires a client, calls fn with it and releases it. While fn
+// runs the client is checked out to fn: if ctx carries a user token
+// (WithAuthToken), every request the client sends carries that token and
+// never the pool's key, whichever call sends it (ExecuteWithContext,
+// Execute, supabase-go's Rpc, RPC, Storage); a request sent without a ctx
+// (Execute, Rpc) inherits fn's ctx, so it is bounded and canceled with it.
+// Every request is observed by the pool.
 //
-// WithClient returns fn's error. When it stems from a failed PostgREST
-// request, it is wrapped in an *Error that keeps the HTTP status and
-// PostgREST's code; errors.Is and errors.As see through it. A client whose
-// request failed at the transport (connection reset, EOF, timeout) is
-// discarded rather than reused. If fn panics, the client is discarded and
-// the panic goes on.
+// WithClient returns fn's error. When that error is the error of a failed
+// request (its transport error, the *Error that RPC returned, or the error
+// postgrest-go built from the failed response), it is wrapped in an *Error
+// that keeps the HTTP status and PostgREST's code; errors.Is and errors.As
+// see through it. An error fn makes itself, after handling a failed
+// request, is returned unchanged. A client whose request failed at the
+// transport (connection reset, EOF, timeout) is discarded rather than
+// reused. If fn panics, the client is discarded and the panic goes on.
 func (p *Pool) WithClient(ctx context.Context, fn func(ctx context.Context, c *supabase.Client) error) error {
 	_, err := p.run(ctx, fn)
 	return err
 }
 
-// run is one attempt: acquire, call fn with a wire record, release or
-// discard. It returns the record for WithRetry's decision.
+// run is one attempt: acquire, call fn on a client bound to a fresh wire
+// record, release or discard. When fn's error is a failed request's, it
+// returns the record for WithRetry's decision, and nil otherwise.
 func (p *Pool) run(ctx context.Context, fn func(ctx context.Context, c *supabase.Client) error) (*wireRecord, error) {
-	client, err := p.Acquire(ctx)
+	c, err := p.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	rec := &wireRecord{}
+	p.bind(c, ctx, rec, ctx)
 	ok := false
 	defer func() {
 		if !ok { // fn panicked
-			_ = p.Discard(client)
+			_ = p.Discard(c.client)
 		}
 	}()
-	err = fn(withWireRecord(ctx, rec), client)
+	err = fn(ctx, c.client)
 	ok = true
 	fail, transportFailed, _ := rec.snapshot()
 	if transportFailed {
-		_ = p.Discard(client)
+		_ = p.Discard(c.client)
 	} else {
-		_ = p.Release(client)
+		_ = p.Release(c.client)
 	}
-	if err != nil && fail != nil {
-		e := *fail
-		e.Attempts = 1
+	if err == nil || fail == nil || !fail.causes(err) {
+		return nil, err
+	}
+	e := *fail
+	e.Attempts = 1
+	if err != error(fail) {
 		e.Err = err
-		return rec, &e
 	}
-	return rec, err
+	return rec, &e
 }

@@ -94,3 +94,22 @@ func TestWithClientKeepsClientWhenOwnCtxEnds(t *testing.T) {
 	assert.EqualValues(t, 0, s.PoolStats().Discarded, "the caller's deadline is not the client's fault")
 	assert.False(t, supapool.IsTransient(err))
 }
+
+// TestClosuresOwnErrorIsNotBlamedOnAHandledFailure: a closure that handles
+// a failed request and then fails for a reason of its own gets its own
+// error back, unwrapped, and WithRetry does not retry it.
+func TestClosuresOwnErrorIsNotBlamedOnAHandledFailure(t *testing.T) {
+	errValidation := errors.New("validation failed")
+	for _, first := range []reply{missingTbl, pgrst000} {
+		f := newFakeREST(t, first, ok200)
+		s := newService(t, f.URL, supapool.Config{MaxRetries: 2})
+		err := s.WithRetry(context.Background(), func(ctx context.Context, c *supabase.Client) error {
+			if err := read(ctx, c); err == nil {
+				return errors.New("expected the scripted failure")
+			}
+			return errValidation
+		})
+		require.Equal(t, errValidation, err, "first reply %d", first.status)
+		assert.Equal(t, 1, f.count(), "fn's own error is not retried")
+	}
+}

@@ -11,14 +11,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/supabase-community/postgrest-go"
 )
 
-// wireKey is the ctx key of the wireRecord of one closure call.
-type wireKey struct{}
-
 // wireRecord collects what the requests of one closure call met on the
-// wire. The transport fills it; WithClient and WithRetry read it after the
-// closure returns. A closure may send requests from several goroutines.
+// wire. The client's transport fills it (see checkout.go); WithClient and
+// WithRetry read it after the closure returns. A closure may send requests from several goroutines.
 type wireRecord struct {
 	mu sync.Mutex
 	// fail is the last request that failed (transport error or status >= 400).
@@ -31,45 +30,60 @@ type wireRecord struct {
 	writeMayHaveRun bool
 }
 
-func withWireRecord(ctx context.Context, rec *wireRecord) context.Context {
-	return context.WithValue(ctx, wireKey{}, rec)
-}
-
-func wireRecordFrom(ctx context.Context) *wireRecord {
-	r, _ := ctx.Value(wireKey{}).(*wireRecord)
-	return r
-}
-
 // maxErrorBody bounds how much of an error response the transport reads.
 const maxErrorBody = 64 << 10
 
-// observe records one round trip. For a response with status >= 400 it
-// reads the (small) error body and replaces resp.Body with a copy, so that
-// postgrest-go still sees the whole body.
-func (r *wireRecord) observe(req *http.Request, resp *http.Response, err error) {
-	safe := req.Method == http.MethodGet || req.Method == http.MethodHead
-	var fail *Error
+// observe classifies one round trip: it returns nil for a response below
+// 400, and otherwise the *Error that describes the failure. For a response
+// with status >= 400 it reads the (small) error body and replaces
+// resp.Body with a copy, so that postgrest-go still sees the whole body.
+func observe(req *http.Request, resp *http.Response, err error) *Error {
 	switch {
 	case err != nil:
-		fail = &Error{Method: req.Method, Err: err, neverSent: neverSent(err)}
-	case resp.StatusCode >= 400:
-		fail = &Error{Method: req.Method, Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now)}
-		body, rerr := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		_ = resp.Body.Close()
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		if rerr == nil {
-			var pg struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-				Details any    `json:"details"`
-				Hint    any    `json:"hint"`
-			}
-			if json.Unmarshal(body, &pg) == nil {
-				fail.Code, fail.Message = pg.Code, pg.Message
-				fail.Details, fail.Hint = text(pg.Details), text(pg.Hint)
-			}
+		return &Error{Method: req.Method, Err: err, neverSent: neverSent(err)}
+	case resp.StatusCode < 400:
+		return nil
+	}
+	fail := &Error{Method: req.Method, Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now)}
+	body, rerr := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	_ = resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if rerr == nil {
+		var pg struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+			Details any    `json:"details"`
+			Hint    any    `json:"hint"`
+		}
+		if json.Unmarshal(body, &pg) == nil {
+			fail.Code, fail.Message = pg.Code, pg.Message
+			fail.Details, fail.Hint = text(pg.Details), text(pg.Hint)
+		}
+		if len(body) < maxErrorBody {
+			fail.clientText = postgrestText(body)
 		}
 	}
+	return fail
+}
+
+// postgrestText returns the error text postgrest-go builds from an error
+// body (it formats it without %w, so this text is the only link between
+// its error and the response), or "" where it would build none.
+func postgrestText(body []byte) string {
+	var e *postgrest.ExecuteError
+	if err := json.Unmarshal(body, &e); err != nil {
+		return "error parsing error response: " + err.Error()
+	}
+	if e == nil {
+		return ""
+	}
+	return "(" + e.Code + ") " + e.Message
+}
+
+// record adds one round trip, classified by observe (fail nil: it
+// succeeded), to the record.
+func (r *wireRecord) record(req *http.Request, fail *Error, err error) {
+	safe := req.Method == http.MethodGet || req.Method == http.MethodHead
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if fail != nil {

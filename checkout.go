@@ -1,0 +1,173 @@
+package supapool
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	functions "github.com/supabase-community/functions-go"
+	storage "github.com/supabase-community/storage-go"
+	supabase "github.com/supabase-community/supabase-go"
+)
+
+// A checkout binds a client to whoever holds it: the principal its
+// requests speak for, the wire record of the closure it runs in, and the
+// closure's ctx. Each pooled client sends every PostgREST and auth request
+// through its own clientTransport, set once when the client is created,
+// which reads the binding at each request. So what a request carries does
+// not depend on which ctx, if any, the caller passed to it: Execute()
+// without a ctx and supabase-go's Rpc speak for the same principal as
+// ExecuteWithContext(ctx).
+//
+// Acquire (and so WithClient, WithRetry and HealthCheck) stores the
+// binding; Release and Discard clear it, after which the client refuses to
+// send anything (ErrClientReleased).
+type checkout struct {
+	tok *authToken      // the user's token, from the ctx of Acquire or WithClient; nil: the pool's key
+	rec *wireRecord     // the closure's wire record; nil outside WithClient and WithRetry
+	ctx context.Context // the closure's ctx, inherited by requests sent without one; nil outside closures
+
+	// For a user's checkout, the Storage and Functions clients made for
+	// the user's token, which stand in for the pooled ones until release.
+	storage   *storage.Client
+	functions *functions.Client
+}
+
+// clientTransport is the RoundTripper of one pooled client: the first layer
+// of every request the client sends, before the pool's shared chain
+// (Pool.rt: Config.WrapTransport, then the sized http.Transport).
+type clientTransport struct {
+	p *Pool
+	c *conn
+}
+
+// RoundTrip applies the client's checkout to req and sends it.
+func (t *clientTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	b := t.c.bound.Load()
+	if b == nil {
+		t.p.useAfterRelease.Add(1)
+		closeBody(req)
+		return nil, ErrClientReleased
+	}
+	if b.ctx != nil && isBackground(req.Context()) {
+		// Sent without a ctx (Execute, Rpc): the closure's ctx bounds it.
+		req = req.WithContext(b.ctx)
+	}
+	tok, err := principal(b.tok, authTokenFrom(req.Context()))
+	if err == nil && tok != nil {
+		// postgrest-go has already added the client's own Authorization
+		// header; replace it on a copy, so that the request carries
+		// exactly one, and leave the client untouched.
+		r2 := new(http.Request)
+		*r2 = *req
+		r2.Header = req.Header.Clone()
+		r2.Header.Set("Authorization", "Bearer "+tok.jwt)
+		req = r2
+	}
+	var resp *http.Response
+	if err != nil {
+		closeBody(req)
+	} else {
+		resp, err = t.p.rt.RoundTrip(req)
+	}
+	fail := observe(req, resp, err)
+	if b.rec != nil {
+		b.rec.record(req, fail, err)
+	}
+	if slot, ok := req.Context().Value(failSlotKey{}).(**Error); ok {
+		*slot = fail
+	}
+	return resp, err
+}
+
+// principal decides whose token a request carries: the checkout's, or, on
+// a checkout with the pool's key, the token of the request's own ctx (a
+// request may narrow the pool's key to a user, never widen a user's
+// checkout). It returns nil for the pool's key, and an error for a request
+// that must not leave.
+func principal(checkout, request *authToken) (*authToken, error) {
+	tok := checkout
+	switch {
+	case tok == nil:
+		tok = request
+	case request != nil && request.jwt != tok.jwt:
+		return nil, errOtherPrincipal
+	}
+	if tok != nil && tok.jwt == "" {
+		return nil, ErrEmptyAuthToken
+	}
+	return tok, nil
+}
+
+var errOtherPrincipal = errors.New("supapool: the request's ctx carries a different user token than the checkout's; the request was not sent " +
+	"(a checked-out client speaks for one user: acquire another client for the other user)")
+
+// isBackground reports whether ctx is the one postgrest-go and supabase-go
+// use for calls made without a ctx.
+func isBackground(ctx context.Context) bool {
+	return ctx == context.Background() || ctx == context.TODO()
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
+
+// failSlotKey is the ctx key under which RPC asks the client's transport
+// for the *Error of its one request.
+type failSlotKey struct{}
+
+// bind checks c out to the caller: tok from ctx, and for a closure its
+// wire record and ctx (closure nil for Acquire, whose ctx bounds only the
+// wait). A checkout with the pool's key and no closure allocates nothing.
+func (p *Pool) bind(c *conn, ctx context.Context, rec *wireRecord, closure context.Context) {
+	tok := authTokenFrom(ctx)
+	if tok == nil && rec == nil && closure == nil {
+		c.bound.Store(&c.plain)
+		return
+	}
+	b := &checkout{tok: tok, rec: rec, ctx: closure}
+	if tok != nil {
+		// Storage and Functions take no transport and no ctx: give this
+		// checkout clients of their own that carry the user's token. With
+		// an empty token they carry "Bearer " and no key.
+		b.storage = storage.NewClient(strings.TrimRight(p.url, "/")+supabase.STORGAGE_URL, tok.jwt, p.userHeaders())
+		b.functions = functions.NewClient(strings.TrimRight(p.url, "/")+supabase.FUNCTIONS_URL, tok.jwt, p.userHeaders())
+		c.client.Storage, c.client.Functions = b.storage, b.functions
+	}
+	c.bound.Store(b)
+}
+
+// unbindLocked ends c's checkout: its transport refuses to send from now
+// on, and the pooled Storage and Functions clients come back. It reports
+// whether the holder changed the client's auth state (UpdateAuthSession,
+// SignIn*, or by assigning Auth, Storage or Functions), in which case c
+// must not be reused.
+func (p *Pool) unbindLocked(c *conn) (changed bool) {
+	b := c.bound.Swap(nil)
+	wantStorage, wantFunctions := c.storage, c.functions
+	if b != nil && b.storage != nil {
+		wantStorage, wantFunctions = b.storage, b.functions
+	}
+	client := c.client
+	changed = client.Auth != c.auth || client.Storage != wantStorage || client.Functions != wantFunctions
+	client.Storage, client.Functions = c.storage, c.functions
+	return changed
+}
+
+// userHeaders are the headers of a user's Storage and Functions clients:
+// the pool's key as apikey and the client options' extra headers, but no
+// Authorization (storage-go would let it override the user's token).
+func (p *Pool) userHeaders() map[string]string {
+	h := map[string]string{"apikey": p.creds.key}
+	if o := p.cfg.ClientOptions; o != nil {
+		for k, v := range o.Headers {
+			if !strings.EqualFold(k, "Authorization") && !strings.EqualFold(k, "apikey") {
+				h[k] = v
+			}
+		}
+	}
+	return h
+}
