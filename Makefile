@@ -8,7 +8,7 @@ test:
 
 # Set up the stack if needed and print the before/after load-test table.
 demo: setup
-	go run ./examples/loadtest
+	go run ./internal/loadtest
 
 # The pool benchmarks, side by side with puddle.
 bench:

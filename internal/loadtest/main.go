@@ -27,7 +27,7 @@
 // on loopback (install them with scripts/setup-stack.sh) and seeds a budget
 // with 20 categories:
 //
-//	go run ./examples/loadtest [-duration 10s] [-concurrency 100] [-max-conns 20] [-json]
+//	go run ./internal/loadtest [-duration 10s] [-concurrency 100] [-max-conns 20] [-json]
 //
 // With SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY set it loads that server
 // instead. It then queries the budget given with -budget, or seeds one
