@@ -117,12 +117,9 @@ func run(ctx context.Context, o options, budgetID string, asJSON bool, out, prog
 		if budgetID != "" {
 			return errors.New("-budget needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY; the local stack is always seeded")
 		}
-		fmt.Fprintln(progress, "loadtest: starting PostgreSQL 15 + PostgREST 12 + gateway proxy on loopback")
-		startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		s, err := stack.Start(startCtx, stack.Options{})
-		cancel()
+		s, err := stack.ForCommand(ctx, "loadtest", progress)
 		if err != nil {
-			return fmt.Errorf("start the stack: %w", err)
+			return err
 		}
 		defer func() {
 			if cerr := s.Close(); cerr != nil {

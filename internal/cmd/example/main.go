@@ -87,16 +87,10 @@ func (d demo) print(w io.Writer) {
 // of go build and of the example to logs. Whatever it started is stopped
 // when it returns: the example first, then the stack.
 func run(ctx context.Context, addr string, out, logs io.Writer, ready func(demo)) (err error) {
-	if err := stack.Available(); err != nil {
-		return err
-	}
 	began := time.Now()
-	fmt.Fprintln(out, "example: starting PostgreSQL 15 + PostgREST 12 + gateway proxy on loopback")
-	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	s, err := stack.Start(startCtx, stack.Options{})
-	cancel()
+	s, err := stack.ForCommand(ctx, "example", out)
 	if err != nil {
-		return fmt.Errorf("start the stack: %w", err)
+		return err
 	}
 	defer func() {
 		if cerr := s.Close(); cerr != nil {
