@@ -12,6 +12,13 @@
 // PostgREST is down. StopProxy and StartProxy take the proxy itself down
 // and up again on the same address, for "connection refused". Its server
 // side counts TCP connections (see Conns).
+//
+// The files, by concern: stack.go holds Options, Stack, Start and Close;
+// postgres.go PostgreSQL's lifecycle and SQL; postgrest.go PostgREST's;
+// gateway.go the proxy, its connection counts and StopProxy/StartProxy;
+// proc.go the child processes; discover.go finds the binaries; schema.go
+// and jwt.go hold the database schema and the tokens; fortest.go and
+// forcommand.go start a stack for a test or a command.
 package stack
 
 import (
