@@ -1,5 +1,5 @@
-# The README's two commands: `make test` and `make demo`.
-.PHONY: test demo bench setup check
+# The README's commands: `make test`, `make demo` and `make example`.
+.PHONY: test demo example bench setup check
 
 # Install PostgreSQL 15 and PostgREST 12 if missing, then vet and run every
 # test, the integration tests against the real stack included.
@@ -8,7 +8,15 @@ test:
 
 # Set up the stack if needed and print the before/after load-test table.
 demo: setup
-	go run ./examples/loadtest
+	go run ./internal/loadtest
+
+# Run examples/categories against the local stack and print curl commands to
+# try it; Ctrl-C stops the example and the stack. The launcher is built and
+# then run by make itself (not through `go run`, which ignores SIGINT but
+# dies of SIGTERM without passing it on), so that both signals reach it.
+example: setup
+	go build -o .tools/bin/example ./internal/cmd/example
+	.tools/bin/example
 
 # The pool benchmarks, side by side with puddle.
 bench:

@@ -9,6 +9,9 @@
 //	go run ./examples/categories
 //
 //	curl -H "Authorization: Bearer $USER_JWT" localhost:8080/budgets/$BUDGET/categories
+//
+// In this repository, `make example` runs it against a local PostgreSQL and
+// PostgREST instead, and prints a curl command with a user's JWT.
 package main
 
 import (

@@ -20,6 +20,7 @@ import (
 	supabase "github.com/supabase-community/supabase-go"
 
 	"github.com/supapool/supapool"
+	"github.com/supapool/supapool/internal/catalog"
 	"github.com/supapool/supapool/internal/stack"
 )
 
@@ -111,7 +112,7 @@ func TestPostgresStoppedMidRun(t *testing.T) {
 					readsOK.Add(1)
 				}
 				marker := fmt.Sprintf("pgdown-%d-%d", w, i)
-				_, err := svc.Create(ctx, newCategory{BudgetID: budget, OwnerID: "user-a", Name: marker})
+				_, err := svc.Create(ctx, catalog.NewCategory{BudgetID: budget, OwnerID: "user-a", Name: marker})
 				if err != nil {
 					fails.add("insert", err)
 				} else {
@@ -271,7 +272,7 @@ func TestPostgRESTKilledAndGatewayDown(t *testing.T) {
 			n++
 			attemptsSeen.Store(int64(n))
 			_, _, err := c.From("categories").
-				Insert(newCategory{BudgetID: budget, OwnerID: "user-a", Name: marker}, false, "", "minimal", "").
+				Insert(catalog.NewCategory{BudgetID: budget, OwnerID: "user-a", Name: marker}, false, "", "minimal", "").
 				ExecuteWithContext(ctx)
 			return err
 		}, opts...)
@@ -279,7 +280,7 @@ func TestPostgRESTKilledAndGatewayDown(t *testing.T) {
 	}
 	_, err := insert("gw-before")
 	require.NoError(t, err)
-	c, err := svc.Create(ctx, newCategory{BudgetID: budget, OwnerID: "user-a", Name: "gw-to-delete"})
+	c, err := svc.Create(ctx, catalog.NewCategory{BudgetID: budget, OwnerID: "user-a", Name: "gw-to-delete"})
 	require.NoError(t, err)
 
 	// PostgREST killed: the gateway answers 502 without a PostgREST code.
@@ -452,7 +453,7 @@ func TestDBPoolExhausted(t *testing.T) {
 	})
 	retried("insert", func(ctx context.Context, c *supabase.Client) error {
 		_, _, err := c.From("categories").
-			Insert(newCategory{BudgetID: budget, OwnerID: "user-a", Name: "exhausted-insert"}, false, "", "minimal", "").
+			Insert(catalog.NewCategory{BudgetID: budget, OwnerID: "user-a", Name: "exhausted-insert"}, false, "", "minimal", "").
 			ExecuteWithContext(ctx)
 		return err
 	})

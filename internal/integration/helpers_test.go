@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -12,108 +11,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/supabase-community/postgrest-go"
-	supabase "github.com/supabase-community/supabase-go"
 	"go.uber.org/goleak"
 
 	"github.com/supapool/supapool"
+	"github.com/supapool/supapool/internal/catalog"
 	"github.com/supapool/supapool/internal/stack"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// Category is a row of the stack's categories table.
-type Category struct {
-	ID        string `json:"id"`
-	BudgetID  string `json:"budget_id"`
-	OwnerID   string `json:"owner_id"`
-	Name      string `json:"name"`
-	SortOrder int    `json:"sort_order"`
-	IsIncome  bool   `json:"is_income"`
-}
-
-// newCategory is what an insert sends; owner_id is left to its default,
-// the JWT's sub, unless set (the service key has no sub).
-type newCategory struct {
-	BudgetID  string `json:"budget_id"`
-	OwnerID   string `json:"owner_id,omitempty"`
-	Name      string `json:"name"`
-	SortOrder int    `json:"sort_order"`
-}
-
-// CategoryService is a service as the README shows it: it embeds a
-// *supapool.PooledService and writes each method as a closure. The methods
-// act for the user whose token is in ctx (supapool.WithAuthToken), or with
-// the pool's key.
-type CategoryService struct{ *supapool.PooledService }
-
-// List returns a budget's categories (all visible ones for budgetID ""),
-// by sort order and name. A read is always safe to retry.
-func (s CategoryService) List(ctx context.Context, budgetID string, opts ...supapool.RetryOption) ([]Category, error) {
-	var cats []Category
-	err := s.WithRetry(ctx, func(ctx context.Context, c *supabase.Client) error {
-		var out []Category
-		q := c.From("categories").Select("id,budget_id,owner_id,name,sort_order,is_income", "", false)
-		if budgetID != "" {
-			q = q.Eq("budget_id", budgetID)
-		}
-		_, err := q.Order("sort_order", &postgrest.OrderOpts{Ascending: true}).
-			Order("name", &postgrest.OrderOpts{Ascending: true}).
-			ExecuteToWithContext(ctx, &out)
-		if err != nil {
-			return err
-		}
-		cats = out
-		return nil
-	}, opts...)
-	return cats, err
-}
-
-// Create inserts a category. An insert is not idempotent: WithRetry runs
-// it again only when the failure proves that it never ran.
-func (s CategoryService) Create(ctx context.Context, in newCategory, opts ...supapool.RetryOption) (Category, error) {
-	var created Category
-	err := s.WithRetry(ctx, func(ctx context.Context, c *supabase.Client) error {
-		var out []Category
-		_, err := c.From("categories").Insert(in, false, "", "representation", "").ExecuteToWithContext(ctx, &out)
-		if err != nil {
-			return err
-		}
-		if len(out) != 1 {
-			return fmt.Errorf("insert returned %d rows", len(out))
-		}
-		created = out[0]
-		return nil
-	}, opts...)
-	return created, err
-}
-
-// Rename sets a category's name. Setting an absolute value is idempotent.
-func (s CategoryService) Rename(ctx context.Context, id, name string) (Category, error) {
-	var updated Category
-	err := s.WithRetry(ctx, func(ctx context.Context, c *supabase.Client) error {
-		var out []Category
-		_, err := c.From("categories").Update(map[string]string{"name": name}, "representation", "").
-			Eq("id", id).ExecuteToWithContext(ctx, &out)
-		if err != nil {
-			return err
-		}
-		if len(out) != 1 {
-			return fmt.Errorf("update matched %d rows", len(out))
-		}
-		updated = out[0]
-		return nil
-	}, supapool.Idempotent())
-	return updated, err
-}
-
-// Delete deletes a category by id; deleting by key is idempotent.
-func (s CategoryService) Delete(ctx context.Context, id string, opts ...supapool.RetryOption) error {
-	return s.WithRetry(ctx, func(ctx context.Context, c *supabase.Client) error {
-		_, _, err := c.From("categories").Delete("minimal", "").Eq("id", id).ExecuteWithContext(ctx)
-		return err
-	}, append([]supapool.RetryOption{supapool.Idempotent()}, opts...)...)
-}
 
 // testConfig is a pool configuration with small durations.
 func testConfig(maxConns int) supapool.Config {
@@ -131,7 +36,7 @@ func testConfig(maxConns int) supapool.Config {
 
 // newService opens a pool on s with the service key and closes it when t
 // ends (before the stack, which was registered earlier).
-func newService(t *testing.T, s *stack.Stack, cfg supapool.Config) (CategoryService, *supapool.Pool) {
+func newService(t *testing.T, s *stack.Stack, cfg supapool.Config) (catalog.Service, *supapool.Pool) {
 	t.Helper()
 	pool, err := supapool.New(s.URL, s.ServiceKey, cfg)
 	require.NoError(t, err)
@@ -141,7 +46,7 @@ func newService(t *testing.T, s *stack.Stack, cfg supapool.Config) (CategoryServ
 		defer cancel()
 		assert.NoError(t, pool.Close(ctx))
 	})
-	return CategoryService{supapool.NewPooledService(pool)}, pool
+	return catalog.NewService(pool), pool
 }
 
 // testCtx is a ctx for the body of a test, bounded well inside the

@@ -11,11 +11,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/supapool/supapool"
+	"github.com/supapool/supapool/internal/catalog"
 	"github.com/supapool/supapool/internal/stack"
 )
 
 // TestServiceCalls lists, inserts, updates and deletes categories through
-// a CategoryService on a pool, against the real schema.
+// a catalog.Service on a pool, against the real schema.
 func TestServiceCalls(t *testing.T) {
 	s := stack.ForTest(t, stack.Options{})
 	ctx := testCtx(t, 30*time.Second)
@@ -29,11 +30,11 @@ func TestServiceCalls(t *testing.T) {
 	// Insert three, concurrently, as the service key (no sub: owner_id is
 	// given).
 	names := []string{"Rent", "Food", "Salary"}
-	created := make([]Category, len(names))
+	created := make([]catalog.Category, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
 		wg.Go(func() {
-			c, err := svc.Create(ctx, newCategory{BudgetID: budget, OwnerID: "user-a", Name: name, SortOrder: i})
+			c, err := svc.Create(ctx, catalog.NewCategory{BudgetID: budget, OwnerID: "user-a", Name: name, SortOrder: i})
 			assert.NoError(t, err)
 			created[i] = c
 		})
@@ -67,7 +68,7 @@ func TestServiceCalls(t *testing.T) {
 		"what the database holds")
 
 	// PostgREST's errors come back as *supapool.Error with status and code.
-	_, err = svc.Create(ctx, newCategory{BudgetID: "00000000-0000-0000-0000-000000000000", OwnerID: "user-a", Name: "Orphan"})
+	_, err = svc.Create(ctx, catalog.NewCategory{BudgetID: "00000000-0000-0000-0000-000000000000", OwnerID: "user-a", Name: "Orphan"})
 	e := asError(t, err)
 	assert.Equal(t, 409, e.Status, "%v", err)
 	assert.Equal(t, "23503", e.Code, "foreign key violation")
@@ -145,7 +146,7 @@ func TestRowLevelSecurity(t *testing.T) {
 					assert.Equal(t, budgets[who], c.BudgetID, "%s sees only its own budget", who)
 				}
 				// Insert into the own budget: owner_id is the JWT's sub.
-				c, err := svc.Create(ctx, newCategory{BudgetID: budgets[who], Name: fmt.Sprintf("rls-%d-%d", g, r)})
+				c, err := svc.Create(ctx, catalog.NewCategory{BudgetID: budgets[who], Name: fmt.Sprintf("rls-%d-%d", g, r)})
 				if assert.NoError(t, err, who) {
 					assert.Equal(t, who, c.OwnerID)
 					mu.Lock()
@@ -154,7 +155,7 @@ func TestRowLevelSecurity(t *testing.T) {
 				}
 				// Insert into the other user's budget: refused.
 				other := users[1-g%3]
-				_, err = svc.Create(ctx, newCategory{BudgetID: budgets[other], Name: fmt.Sprintf("intrude-%d-%d", g, r)})
+				_, err = svc.Create(ctx, catalog.NewCategory{BudgetID: budgets[other], Name: fmt.Sprintf("intrude-%d-%d", g, r)})
 				e := asError(t, err)
 				assert.Equal(t, 403, e.Status, "%s inserts into %s's budget: %v", who, other, err)
 				assert.Equal(t, "42501", e.Code)

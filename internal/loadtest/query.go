@@ -10,48 +10,13 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/supabase-community/postgrest-go"
-	supabase "github.com/supabase-community/supabase-go"
+	"github.com/supapool/supapool/internal/catalog"
 )
 
-// Category is one row of the query's result.
-type Category struct {
-	ID        string  `json:"id"`
-	Name      string  `json:"name"`
-	GroupName *string `json:"group_name"`
-	SortOrder int     `json:"sort_order"`
-	IsIncome  bool    `json:"is_income"`
-}
-
-const categoryColumns = "id,name,group_name,sort_order,is_income"
-
-// listCategories is the request of modes (a) and (b): the categories of one
-// budget in their sort order, through supabase-go.
-func listCategories(ctx context.Context, c *supabase.Client, budgetID string) ([]Category, error) {
-	var out []Category
-	_, err := c.From("categories").
-		Select(categoryColumns, "", false).
-		Eq("budget_id", budgetID).
-		Order("sort_order", &postgrest.OrderOpts{Ascending: true}).
-		ExecuteToWithContext(ctx, &out)
-	return out, err
-}
-
-// categoriesURL is the URL postgrest-go builds for listCategories:
-// /rest/v1/categories?budget_id=eq.ID&order=sort_order.asc.nullslast&select=...
-func categoriesURL(baseURL, budgetID string) string {
-	q := url.Values{
-		"select":    {categoryColumns},
-		"budget_id": {"eq." + budgetID},
-		"order":     {"sort_order.asc.nullslast"},
-	}
-	return baseURL + "/rest/v1/categories?" + q.Encode()
-}
-
 // fetchCategories is the request of mode (c): the same GET as
-// listCategories, with the headers that matter to PostgREST and the
+// catalog.List, with the headers that matter to PostgREST and the
 // gateway, built by hand and decoded into the same structs.
-func fetchCategories(ctx context.Context, hc *http.Client, u, key string) ([]Category, error) {
+func fetchCategories(ctx context.Context, hc *http.Client, u, key string) ([]catalog.Category, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
@@ -65,7 +30,7 @@ func fetchCategories(ctx context.Context, hc *http.Client, u, key string) ([]Cat
 	if resp.StatusCode != http.StatusOK {
 		return nil, statusError(resp)
 	}
-	var out []Category
+	var out []catalog.Category
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return nil, err
 	}
@@ -94,7 +59,7 @@ func countCategories(ctx context.Context, t target) (int, error) {
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cats, err := fetchCategories(ctx, &http.Client{Transport: tr}, categoriesURL(t.url, t.budgetID), t.key)
+	cats, err := fetchCategories(ctx, &http.Client{Transport: tr}, catalog.ListURL(t.url, t.budgetID), t.key)
 	if err != nil {
 		return 0, fmt.Errorf("read the budget's categories: %w", err)
 	}
@@ -157,11 +122,11 @@ func seed(ctx context.Context, baseURL, key string) (budgetID string, unseed fun
 		return nil
 	}
 
-	rows := make([]map[string]any, len(seedCategories))
+	rows := make([]catalog.NewCategory, len(seedCategories))
 	for i, c := range seedCategories {
-		rows[i] = map[string]any{
-			"budget_id": budgetID, "owner_id": seedOwner, "name": c.name,
-			"group_name": c.group, "sort_order": i + 1, "is_income": c.income,
+		rows[i] = catalog.NewCategory{
+			BudgetID: budgetID, OwnerID: seedOwner, Name: c.name,
+			GroupName: &c.group, SortOrder: i + 1, IsIncome: c.income,
 		}
 	}
 	if err := post(ctx, hc, baseURL+"/rest/v1/categories", key, "return=minimal", rows, nil); err != nil {

@@ -27,7 +27,7 @@
 // on loopback (install them with scripts/setup-stack.sh) and seeds a budget
 // with 20 categories:
 //
-//	go run ./examples/loadtest [-duration 10s] [-concurrency 100] [-max-conns 20] [-json]
+//	go run ./internal/loadtest [-duration 10s] [-concurrency 100] [-max-conns 20] [-json]
 //
 // With SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY set it loads that server
 // instead. It then queries the budget given with -budget, or seeds one
@@ -117,12 +117,9 @@ func run(ctx context.Context, o options, budgetID string, asJSON bool, out, prog
 		if budgetID != "" {
 			return errors.New("-budget needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY; the local stack is always seeded")
 		}
-		fmt.Fprintln(progress, "loadtest: starting PostgreSQL 15 + PostgREST 12 + gateway proxy on loopback")
-		startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		s, err := stack.Start(startCtx, stack.Options{})
-		cancel()
+		s, err := stack.ForCommand(ctx, "loadtest", progress)
 		if err != nil {
-			return fmt.Errorf("start the stack: %w", err)
+			return err
 		}
 		defer func() {
 			if cerr := s.Close(); cerr != nil {

@@ -18,6 +18,7 @@ import (
 	supabase "github.com/supabase-community/supabase-go"
 
 	"github.com/supapool/supapool"
+	"github.com/supapool/supapool/internal/catalog"
 	"github.com/supapool/supapool/internal/stack"
 )
 
@@ -49,7 +50,7 @@ func (o options) maxConns() int {
 }
 
 // A query sends one request and returns the categories it got.
-type query func(ctx context.Context) ([]Category, error)
+type query func(ctx context.Context) ([]catalog.Category, error)
 
 // A mode is one way of sending the query. setup prepares it and returns
 // the query and a function that releases what setup made once the workers
@@ -68,12 +69,12 @@ var modes = []mode{
 // setupBefore is what Go services do today: a client per request. Every
 // supabase-go client sends through http.DefaultTransport.
 func setupBefore(t target, _ options) (query, func(context.Context) error, error) {
-	q := func(ctx context.Context) ([]Category, error) {
+	q := func(ctx context.Context) ([]catalog.Category, error) {
 		c, err := supabase.NewClient(t.url, t.key, nil)
 		if err != nil {
 			return nil, err
 		}
-		return listCategories(ctx, c, t.budgetID)
+		return catalog.List(ctx, c, t.budgetID)
 	}
 	done := func(context.Context) error {
 		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
@@ -91,9 +92,9 @@ func setupPool(t target, o options) (query, func(context.Context) error, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	q := func(ctx context.Context) (out []Category, err error) {
+	q := func(ctx context.Context) (out []catalog.Category, err error) {
 		err = pool.WithClient(ctx, func(ctx context.Context, c *supabase.Client) error {
-			out, err = listCategories(ctx, c, t.budgetID)
+			out, err = catalog.List(ctx, c, t.budgetID)
 			return err
 		})
 		return out, err
@@ -116,8 +117,8 @@ func setupCeiling(t target, o options) (query, func(context.Context) error, erro
 		TLSHandshakeTimeout: 10 * time.Second,
 	}
 	hc := &http.Client{Transport: tr}
-	u := categoriesURL(t.url, t.budgetID)
-	q := func(ctx context.Context) ([]Category, error) {
+	u := catalog.ListURL(t.url, t.budgetID)
+	q := func(ctx context.Context) ([]catalog.Category, error) {
 		return fetchCategories(ctx, hc, u, t.key)
 	}
 	done := func(context.Context) error {
