@@ -1,14 +1,17 @@
 package integration
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	supabase "github.com/supabase-community/supabase-go"
 
 	"github.com/supapool/supapool"
 	"github.com/supapool/supapool/internal/catalog"
@@ -196,4 +199,61 @@ func keys(m map[string]int) []string {
 		ks = append(ks, k)
 	}
 	return ks
+}
+
+// TestOnePrincipalWithoutCtx runs two users and the service key on one
+// pool with the calls that take no ctx (Execute, supabase-go's Rpc) next to
+// RPC: each request runs as its checkout's principal, so no user sees
+// another's rows and whoami() names the caller.
+func TestOnePrincipalWithoutCtx(t *testing.T) {
+	s := stack.ForTest(t, stack.Options{})
+	ctx := testCtx(t, 40*time.Second)
+	users := []string{"user-a", "user-b"}
+	for _, u := range users {
+		b := insertBudget(ctx, t, s, u)
+		sqlOut(ctx, t, s, fmt.Sprintf("insert into categories (budget_id, owner_id, name) values ('%s', '%s', 'own-%s')", b, u, u))
+	}
+	_, pool := newService(t, s, testConfig(3))
+	var crossRows, wrongWho atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 12 {
+		wg.Go(func() {
+			who := []string{"user-a", "user-b", "service"}[g%3]
+			for range 10 {
+				ctx := ctx
+				if who != "service" {
+					ctx = supapool.WithAuthToken(ctx, s.UserToken(who))
+				}
+				err := pool.WithClient(ctx, func(ctx context.Context, c *supabase.Client) error {
+					var rows []catalog.Category
+					if _, err := c.From("categories").Select("*", "", false).ExecuteTo(&rows); err != nil {
+						return err
+					}
+					for _, r := range rows {
+						if who != "service" && r.OwnerID != who {
+							crossRows.Add(1)
+						}
+					}
+					if got := c.Rpc("whoami", "", nil); got != `"`+who+`"` {
+						wrongWho.Add(1)
+						t.Errorf("Rpc whoami as %s: %s", who, got)
+					}
+					var me string
+					if err := supapool.RPC(ctx, c, "whoami", nil, &me); err != nil {
+						return err
+					}
+					if me != who {
+						wrongWho.Add(1)
+						t.Errorf("RPC whoami as %s: %s", who, me)
+					}
+					return nil
+				})
+				assert.NoError(t, err, who)
+			}
+		})
+	}
+	wg.Wait()
+	assert.Zero(t, crossRows.Load(), "rows of another user")
+	assert.Zero(t, wrongWho.Load(), "requests that ran as someone else")
+	checkStats(t, pool.Stats())
 }

@@ -73,7 +73,12 @@ begin
   perform pg_sleep(seconds);
   return 1;
 end $$;
-revoke execute on function public.slow(float8), public.slow_read(float8), public.touch_updated_at() from public;
-grant execute on function public.slow(float8), public.slow_read(float8) to service_role, authenticated;
+-- whoami names the principal a request runs as: the JWT's sub, or
+-- 'service' for a JWT without one (the service key).
+create function public.whoami() returns text language sql stable as $$
+  select coalesce(%[2]s, 'service')
+$$;
+revoke execute on function public.slow(float8), public.slow_read(float8), public.touch_updated_at(), public.whoami() from public;
+grant execute on function public.slow(float8), public.slow_read(float8), public.whoami() to service_role, authenticated;
 `, authenticatorPassword, jwtSub)
 }
