@@ -124,9 +124,12 @@ type failSlotKey struct{}
 // wait). A checkout with the pool's key and no closure allocates nothing.
 func (p *Pool) bind(c *conn, ctx context.Context, rec *wireRecord, closure context.Context) {
 	tok := authTokenFrom(ctx)
-	if tok == nil && rec == nil && closure == nil {
-		c.bound.Store(&c.plain)
-		return
+	if tok == nil {
+		c.client.Storage, c.client.Functions = c.storage, c.functions
+		if rec == nil && closure == nil {
+			c.bound.Store(&c.plain)
+			return
+		}
 	}
 	b := &checkout{tok: tok, rec: rec, ctx: closure}
 	if tok != nil {
@@ -141,7 +144,7 @@ func (p *Pool) bind(c *conn, ctx context.Context, rec *wireRecord, closure conte
 }
 
 // unbindLocked ends c's checkout: its transport refuses to send from now
-// on, and the pooled Storage and Functions clients come back. It reports
+// on, and so do its Storage and Functions clients (see released). It reports
 // whether the holder changed the client's auth state (UpdateAuthSession,
 // SignIn*, or by assigning Auth, Storage or Functions), in which case c
 // must not be reused.
@@ -153,8 +156,22 @@ func (p *Pool) unbindLocked(c *conn) (changed bool) {
 	}
 	client := c.client
 	changed = client.Auth != c.auth || client.Storage != wantStorage || client.Functions != wantFunctions
-	client.Storage, client.Functions = c.storage, c.functions
+	client.Storage, client.Functions = released.storage, released.functions
 	return changed
+}
+
+// released holds the Storage and Functions clients of every client that is
+// not checked out. storage-go and functions-go send through
+// http.DefaultTransport and cannot be refused at the transport, so these
+// have no base URL: whatever they are asked to send fails before it leaves
+// (unsupported protocol scheme), and a caller who kept a client after
+// Release cannot reach Storage with the pool's key.
+var released = struct {
+	storage   *storage.Client
+	functions *functions.Client
+}{
+	storage:   storage.NewClient("supapool-client-released:", "", nil),
+	functions: functions.NewClient("supapool-client-released:", "", nil),
 }
 
 // userHeaders are the headers of a user's Storage and Functions clients:

@@ -59,7 +59,10 @@ func principalServer(t *testing.T) (srv *httptest.Server, seen, wrong *atomic.In
 // ctx: every request carries exactly its checkout's principal.
 func TestEveryCallSpeaksForTheCheckoutsPrincipal(t *testing.T) {
 	srv, seen, wrong := principalServer(t)
-	s := newService(t, srv.URL, supapool.Config{MaxConnections: 4})
+	// A generous AcquireTimeout: this test is about principals, not speed,
+	// and Storage's requests open a TCP connection each (storage-go uses
+	// http.DefaultTransport).
+	s := newService(t, srv.URL, supapool.Config{MaxConnections: 4, AcquireTimeout: time.Minute})
 	users := []string{"svc", "alice", "bob", "carol", "dave"}
 	calls := []func(ctx context.Context, c *supabase.Client, who string) error{
 		func(_ context.Context, c *supabase.Client, who string) error {
@@ -220,6 +223,11 @@ func TestClientUsedAfterReleaseSendsNothing(t *testing.T) {
 	require.NoError(t, p.Discard(c))
 	_, _, err = c.From("t_svc").Select("*", "", false).Execute()
 	require.ErrorIs(t, err, supapool.ErrClientReleased)
+
+	_, err = kept.Storage.GetBucket("b_alice")
+	require.Error(t, err, "Storage of a released client sends nothing")
+	_, err = c.Storage.ListBuckets()
+	require.Error(t, err)
 
 	assert.Zero(t, seen.Load(), "nothing reached the server")
 	assert.EqualValues(t, 3, p.Stats().UseAfterRelease)

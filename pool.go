@@ -213,6 +213,7 @@ func (p *Pool) newConn() *conn {
 	_ = clientpatch.SetTransport(client, c.rt)
 	client.Auth = client.Auth.WithClient(http.Client{Transport: c.rt})
 	c.auth, c.storage, c.functions = client.Auth, client.Storage, client.Functions
+	client.Storage, client.Functions = released.storage, released.functions // until checked out
 	if p.cfg.MaxLifetime > 0 {
 		life := p.cfg.MaxLifetime
 		if j := p.cfg.MaxLifetimeJitter; j > 0 {
