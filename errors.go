@@ -22,6 +22,13 @@ var (
 	// is an *AcquireTimeoutError that carries the pool's Stats.
 	ErrAcquireTimeout = errors.New("supapool: timed out waiting for a client")
 
+	// ErrPoolExhausted is matched by the error Acquire returns at once,
+	// without waiting, when Config.MaxWaiting callers already wait for a
+	// client (load shedding). The concrete error is a *PoolExhaustedError
+	// that carries the pool's Stats. It is transient: answer 503 with a
+	// Retry-After and let the caller come back.
+	ErrPoolExhausted = errors.New("supapool: pool exhausted: too many callers waiting for a client")
+
 	// ErrInvalidConfig is matched by every error of Config.Validate and by
 	// New's errors about a bad URL, key or Config.
 	ErrInvalidConfig = errors.New("supapool: invalid config")
