@@ -181,7 +181,7 @@ func IsTransient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
-	if errors.Is(err, ErrAcquireTimeout) {
+	if errors.Is(err, ErrAcquireTimeout) || errors.Is(err, ErrPoolExhausted) {
 		return true
 	}
 	var e *Error
@@ -224,3 +224,20 @@ func statementNeverRan(e *Error) bool {
 	}
 	return false
 }
+
+// PoolExhaustedError is the error Acquire returns at once when
+// Config.MaxWaiting callers already wait. It matches ErrPoolExhausted.
+type PoolExhaustedError struct {
+	Stats Stats // the pool's statistics when the Acquire was refused
+}
+
+// Error says what happened and what to do about it.
+func (e *PoolExhaustedError) Error() string {
+	s := e.Stats
+	return fmt.Sprintf("supapool: pool exhausted: all %d of MaxConnections=%d are in use and %d callers already wait (MaxWaiting); "+
+		"answer 503 with Retry-After and let the caller come back, or raise Config.MaxConnections or Config.MaxWaiting",
+		s.ActiveConnections, s.MaxConnections, s.WaitingForConnection)
+}
+
+// Is reports whether target is ErrPoolExhausted.
+func (e *PoolExhaustedError) Is(target error) bool { return target == ErrPoolExhausted }

@@ -1,6 +1,7 @@
 package supapool_test
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"math/rand/v2"
@@ -61,16 +62,30 @@ func acquireN(t testing.TB, p *supapool.Pool, n int) []*supabase.Client {
 // checkIdentities asserts the Stats identities.
 func checkIdentities(t testing.TB, s supapool.Stats) {
 	t.Helper()
+	checkIdentitiesWithin(t, s, s.MaxConnections)
+}
+
+// checkIdentitiesWithin is checkIdentities with a bound on the clients
+// other than the MaxConnections in force (which a shrinking pool exceeds
+// until its clients come back).
+func checkIdentitiesWithin(t testing.TB, s supapool.Stats, bound int) {
+	t.Helper()
 	require.Equal(t, s.TotalConnections, s.ActiveConnections+s.IdleConnections, "Total = Active + Idle: %+v", s)
 	require.EqualValues(t, s.TotalConnections, s.TotalCreated-s.TotalDestroyed, "Created - Destroyed = Total: %+v", s)
 	require.EqualValues(t, s.ActiveConnections, s.TotalAcquired-s.TotalReleased, "Acquired - Released = Active: %+v", s)
-	require.LessOrEqual(t, s.TotalConnections, s.MaxConnections, "never more than MaxConnections: %+v", s)
+	require.LessOrEqual(t, s.TotalConnections, bound, "never more than %d clients: %+v", bound, s)
 	require.GreaterOrEqual(t, s.IdleConnections, 0, "%+v", s)
 }
 
 // watchIdentities checks the Stats identities in a loop until the returned
 // func is called; that func returns once the watcher has stopped.
 func watchIdentities(t *testing.T, p *supapool.Pool) (stop func()) {
+	return watchIdentitiesWithin(t, p, 0)
+}
+
+// watchIdentitiesWithin is watchIdentities with checkIdentitiesWithin's
+// bound; 0 means the MaxConnections in force.
+func watchIdentitiesWithin(t *testing.T, p *supapool.Pool, bound int) (stop func()) {
 	quit, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
@@ -79,12 +94,16 @@ func watchIdentities(t *testing.T, p *supapool.Pool) (stop func()) {
 			case <-quit:
 				return
 			default:
-				checkIdentities(t, p.Stats())
+				s := p.Stats()
+				checkIdentitiesWithin(t, s, cmp.Or(bound, s.MaxConnections))
 			}
 		}
 	}()
 	return func() { close(quit); <-stopped }
 }
+
+// newRand is a stress worker's deterministic source of randomness.
+func newRand(worker int) *rand.Rand { return rand.New(rand.NewPCG(uint64(worker), 1)) }
 
 // holdAndReturn is a stress worker's use of client c: it records worker w
 // as the owner (failing if another worker owns c), holds c for a random
@@ -277,3 +296,52 @@ func load(t *testing.T, workers, perWorker int, do func(ctx context.Context) err
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// connTracker counts a test server's open TCP connections and their peak.
+type connTracker struct {
+	mu         sync.Mutex
+	open, peak int
+	opened     int
+}
+
+func (ct *connTracker) state(_ net.Conn, s http.ConnState) {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	switch s {
+	case http.StateNew:
+		ct.open++
+		ct.opened++
+		ct.peak = max(ct.peak, ct.open)
+	case http.StateClosed, http.StateHijacked:
+		ct.open--
+	}
+}
+
+func (ct *connTracker) snapshot() (open, peak, opened int) {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	return ct.open, ct.peak, ct.opened
+}
+
+func (ct *connTracker) resetPeak() {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	ct.peak = ct.open
+}
+
+// waitOpen waits until the server has closed its side of every connection
+// but want (closes are reported by the server's own goroutines).
+func (ct *connTracker) waitOpen(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		open, _, _ := ct.snapshot()
+		if open <= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server still has %d open connections, want at most %d", open, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -69,6 +69,7 @@ func configDiff(have, want Config) []string {
 	}
 	add("MaxConnections", have.MaxConnections != want.MaxConnections)
 	add("MinConnections", have.MinConnections != want.MinConnections)
+	add("MaxWaiting", have.MaxWaiting != want.MaxWaiting)
 	add("IdleTimeout", have.IdleTimeout != want.IdleTimeout)
 	add("AcquireTimeout", have.AcquireTimeout != want.AcquireTimeout)
 	add("MaxLifetime", have.MaxLifetime != want.MaxLifetime || have.MaxLifetimeJitter != want.MaxLifetimeJitter)

@@ -37,17 +37,19 @@ type Pool struct {
 	cfg   Config       // with defaults applied; read-only after New
 	log   *slog.Logger
 	rt    http.RoundTripper // the shared chain below every client's own transport (see checkout.go)
-	own   *http.Transport   // the pool's own transport; nil with Config.Transport
+	own   *ownTransport     // the pool's own transport; nil with Config.Transport
 
-	// idle holds the idle clients, oldest first. Its capacity is
-	// MaxConnections, so a send never blocks. Sends happen with mu held,
+	// idle holds the idle clients, oldest first. Its capacity is at least
+	// the MaxConnections in force, so a send never blocks; SetMaxConnections
+	// replaces it (under mu, moving the clients) when it must grow, which is
+	// why it sits behind an atomic pointer: use idleCh. Sends happen with mu held,
 	// and only while no one waits: a client that comes back while Acquires
 	// wait goes to the longest waiter instead (see waiter). So idle is
 	// empty whenever anyone waits, and taking from it cannot overtake a
 	// waiter. Acquire's fast path receives without mu; a client it has
 	// taken but not yet checked out still counts as idle in the
 	// bookkeeping, so len(idle) <= total - active.
-	idle       chan *conn
+	idle       atomic.Pointer[chan *conn]
 	done       chan struct{} // closed by Close: the reaper stops
 	reaperDone chan struct{} // closed when the reaper has returned
 	drained    chan struct{} // closed when the pool is closed and no client is left
@@ -59,6 +61,8 @@ type Pool struct {
 
 	mu sync.Mutex
 	// Guarded by mu.
+	max          int                        // the MaxConnections in force (SetMaxConnections changes it)
+	gen          int64                      // Reset's generation: a client of an older one is retired
 	conns        map[*supabase.Client]*conn // every client that exists
 	total        int                        // len(conns) plus clients being created
 	active       int                        // clients checked out
@@ -69,7 +73,10 @@ type Pool struct {
 	timerArmed   bool                       // waitTimer is set, or firing
 	lowIdle      int                        // fewest idle clients since the reaper's window began (see reaper)
 	closed       bool
-	drainedShut  bool // drained has been closed
+	drainedShut  bool              // drained has been closed
+	retired      []*http.Transport // own transports replaced by Reset or SetMaxConnections, still in use (resize.go)
+	retiredSeq   int64             // counts.acquired when the last one was replaced
+	pendingOld   int               // clients checked out before that, not yet back
 	counts       counters
 	waitDuration time.Duration
 
@@ -83,6 +90,8 @@ type counters struct {
 	acquired, released, created, destroyed int64
 	waits, timeouts, canceled, discarded   int64
 	idleClosed, lifetimeClosed             int64
+	rejected, resets, resetClosed          int64
+	resizeClosed                           int64
 }
 
 // conn is one pooled client and its bookkeeping. Guarded by Pool.mu, except
@@ -99,6 +108,8 @@ type conn struct {
 	expiresAt time.Duration            // end of life as time.Since(Pool.epoch); 0: no MaxLifetime
 	active    bool                     // checked out
 	expired   bool                     // past expiresAt (set by the reaper or on take/release): destroyed instead of reused
+	gen       int64                    // Pool.gen when created: older clients are retired (Reset)
+	seq       int64                    // counts.acquired at its latest checkout
 }
 
 // expiredLocked reports whether c is past its MaxLifetime, and marks it so.
@@ -128,12 +139,14 @@ func New(url, key string, cfg Config) (*Pool, error) {
 		creds:      &credentials{key: key},
 		cfg:        cfg,
 		log:        cfg.Logger,
-		idle:       make(chan *conn, cfg.MaxConnections),
+		max:        cfg.MaxConnections,
 		done:       make(chan struct{}),
 		reaperDone: make(chan struct{}),
 		drained:    make(chan struct{}),
 		conns:      make(map[*supabase.Client]*conn, cfg.MaxConnections),
 	}
+	idle := make(chan *conn, cfg.MaxConnections)
+	p.idle.Store(&idle)
 	base := cfg.Transport
 	if base == nil {
 		p.own = newOwnTransport(cfg)
@@ -146,7 +159,7 @@ func New(url, key string, cfg Config) (*Pool, error) {
 	}
 	p.mu.Lock()
 	for p.total < cfg.MinConnections {
-		p.idle <- p.newConnLocked()
+		idle <- p.newConnLocked()
 	}
 	p.lowIdle = p.total
 	p.mu.Unlock()
@@ -187,7 +200,10 @@ func (p *Pool) String() string {
 	if pu, err := url.Parse(p.url); err == nil {
 		u = pu.Redacted()
 	}
-	return fmt.Sprintf("supapool.Pool(%s, max %d)", u, p.cfg.MaxConnections)
+	p.mu.Lock()
+	n := p.max
+	p.mu.Unlock()
+	return fmt.Sprintf("supapool.Pool(%s, max %d)", u, n)
 }
 
 // newConnLocked creates a client and counts it as idle. It allocates but
@@ -196,6 +212,7 @@ func (p *Pool) newConnLocked() *conn {
 	p.total++
 	p.counts.created++
 	c := p.newConn()
+	c.gen = p.gen
 	p.conns[c.client] = c
 	return c
 }
@@ -262,7 +279,7 @@ func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 	// bookkeeping, which keeps the channel operation out of the critical
 	// section.
 	select {
-	case c := <-p.idle:
+	case c := <-p.idleCh():
 		p.mu.Lock()
 		client, err := p.takeIdleLocked(c)
 		p.mu.Unlock()
@@ -279,26 +296,34 @@ func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 	// wait, idle is empty: they came first.)
 	if p.waiting == 0 {
 		select {
-		case c := <-p.idle:
+		case c := <-p.idleCh():
 			client, err := p.takeIdleLocked(c)
 			p.mu.Unlock()
 			return client, err
 		default:
 		}
 	}
-	if p.total < p.cfg.MaxConnections {
+	if p.total < p.max {
 		// Reserve the slot, build the client outside the lock.
 		p.total++
 		p.counts.created++
 		p.active++
 		p.counts.acquired++
+		seq := p.counts.acquired
 		p.mu.Unlock()
 		c := p.newConn()
-		c.active = true
+		c.active, c.seq = true, seq
 		p.mu.Lock()
+		c.gen = p.gen
 		p.conns[c.client] = c
 		p.mu.Unlock()
 		return c, nil
+	}
+	if m := p.cfg.MaxWaiting; m > 0 && p.waiting >= m {
+		p.counts.rejected++
+		err := &PoolExhaustedError{Stats: p.statsLocked()}
+		p.mu.Unlock()
+		return nil, err
 	}
 	w := p.getWaiter()
 	p.enqueueLocked(w)
@@ -314,7 +339,12 @@ func (p *Pool) takeIdleLocked(c *conn) (*conn, error) {
 		p.destroyLocked(c)
 		return nil, ErrPoolClosed
 	}
-	if p.expiredLocked(c) {
+	switch {
+	case c.gen != p.gen:
+		p.counts.resetClosed++
+		c = p.renewLocked(c)
+	case p.expiredLocked(c):
+		p.counts.lifetimeClosed++
 		c = p.renewLocked(c)
 	}
 	p.checkoutLocked(c)
@@ -396,7 +426,7 @@ func (p *Pool) unqueueLocked(w *waiter, now time.Duration) time.Duration {
 func (p *Pool) handOffLocked(c *conn) *waiter {
 	w := p.waitHead
 	if w == nil {
-		p.idle <- c
+		p.idleCh() <- c
 		return nil
 	}
 	p.unqueueLocked(w, time.Since(p.epoch))
@@ -474,11 +504,15 @@ func (p *Pool) expireWaiters() {
 	}
 }
 
+// idleCh returns the channel of idle clients in force.
+func (p *Pool) idleCh() chan *conn { return *p.idle.Load() }
+
 // checkoutLocked marks c as checked out.
 func (p *Pool) checkoutLocked(c *conn) {
 	c.active = true
 	p.active++
 	p.counts.acquired++
+	c.seq = p.counts.acquired
 	if idle := p.total - p.active; idle < p.lowIdle {
 		p.lowIdle = idle
 	}
@@ -489,7 +523,6 @@ func (p *Pool) checkoutLocked(c *conn) {
 // with waiters queued meanwhile it would give them the freed slot, and the
 // fresh client would be one too many.)
 func (p *Pool) renewLocked(c *conn) *conn {
-	p.counts.lifetimeClosed++
 	p.counts.destroyed++
 	delete(p.conns, c.client)
 	p.total--
@@ -509,7 +542,7 @@ func (p *Pool) destroyLocked(c *conn) {
 		p.signalDrainedLocked()
 		return
 	}
-	if p.waiting > 0 && p.total < p.cfg.MaxConnections {
+	if p.waiting > 0 && p.total < p.max {
 		// Rare enough to wake the waiter with mu held.
 		c := p.newConnLocked()
 		if w := p.handOffLocked(c); w != nil {
@@ -556,22 +589,41 @@ func (p *Pool) put(client *supabase.Client, discard bool) error {
 	p.active--
 	p.counts.released++
 	changed := p.unbindLocked(c)
-	var w *waiter // to be handed c
+	var w *waiter // to be handed handed
+	handed := c
 	switch {
 	case discard || changed:
 		p.counts.discarded++
 		p.destroyLocked(c)
 	case p.closed:
 		p.destroyLocked(c)
+	case c.gen != p.gen:
+		p.counts.resetClosed++
+		if p.total > p.cfg.MinConnections {
+			p.destroyLocked(c)
+		} else {
+			handed = p.renewLocked(c) // the pool keeps MinConnections
+			w = p.handOffLocked(handed)
+		}
+	case p.total > p.max:
+		p.counts.resizeClosed++
+		p.destroyLocked(c)
 	case p.expiredLocked(c):
 		p.counts.lifetimeClosed++
 		p.destroyLocked(c)
 	default:
-		w = p.handOffLocked(c)
+		w = p.handOffLocked(handed)
+	}
+	var retired []*http.Transport
+	if p.retired != nil {
+		retired = p.returnedLocked(c)
 	}
 	p.mu.Unlock()
 	if w != nil {
-		w.ready <- c
+		w.ready <- handed
+	}
+	for _, t := range retired {
+		t.CloseIdleConnections()
 	}
 	return nil
 }
@@ -593,7 +645,7 @@ func (p *Pool) statsLocked() Stats {
 		TotalReleased:        p.counts.released,
 		TotalCreated:         p.counts.created,
 		TotalDestroyed:       p.counts.destroyed,
-		MaxConnections:       p.cfg.MaxConnections,
+		MaxConnections:       p.max,
 		MinConnections:       p.cfg.MinConnections,
 		WaitCount:            p.counts.waits,
 		WaitDuration:         p.waitDuration,
@@ -602,6 +654,10 @@ func (p *Pool) statsLocked() Stats {
 		Discarded:            p.counts.discarded,
 		IdleClosed:           p.counts.idleClosed,
 		LifetimeClosed:       p.counts.lifetimeClosed,
+		RejectedAcquires:     p.counts.rejected,
+		Resets:               p.counts.resets,
+		ResetClosed:          p.counts.resetClosed,
+		ResizeClosed:         p.counts.resizeClosed,
 		UseAfterRelease:      p.useAfterRelease.Load(),
 		Closed:               p.closed,
 	}
@@ -633,7 +689,7 @@ func (p *Pool) Close(ctx context.Context) error {
 	drain:
 		for {
 			select {
-			case c := <-p.idle:
+			case c := <-p.idleCh():
 				p.destroyLocked(c)
 			default:
 				break drain
@@ -645,6 +701,12 @@ func (p *Pool) Close(ctx context.Context) error {
 	defer func() {
 		if p.own != nil {
 			p.own.CloseIdleConnections()
+		}
+		p.mu.Lock()
+		retired := p.retired
+		p.mu.Unlock()
+		for _, t := range retired {
+			t.CloseIdleConnections()
 		}
 	}()
 	// The reaper does no I/O and never blocks but on mu, which is free

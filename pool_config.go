@@ -52,6 +52,13 @@ type Config struct {
 	// Zero means 5s.
 	AcquireTimeout time.Duration
 
+	// MaxWaiting, if positive, bounds how many Acquire calls may wait for a
+	// client at once: when that many wait, the next Acquire fails at once
+	// with ErrPoolExhausted instead of waiting up to AcquireTimeout, so an
+	// API can shed load in microseconds (answer 503 with Retry-After).
+	// Zero means no bound.
+	MaxWaiting int
+
 	// MaxLifetime, if positive, retires a client once it is older than
 	// MaxLifetime plus a random jitter in [0, MaxLifetimeJitter). An
 	// expired client is never handed out: Acquire replaces it with a fresh
@@ -160,6 +167,7 @@ func (c Config) Validate() error {
 	}{
 		{"MaxConnections", int64(c.MaxConnections)},
 		{"MinConnections", int64(c.MinConnections)},
+		{"MaxWaiting", int64(c.MaxWaiting)},
 		{"MaxRetries", int64(c.MaxRetries)},
 		{"IdleTimeout", int64(c.IdleTimeout)},
 		{"AcquireTimeout", int64(c.AcquireTimeout)},

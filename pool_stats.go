@@ -23,7 +23,7 @@ type Stats struct {
 	TotalCreated   int64 `json:"totalCreated"`   // clients created, ever
 	TotalDestroyed int64 `json:"totalDestroyed"` // clients destroyed, ever
 
-	MaxConnections int `json:"maxConnections"` // Config.MaxConnections in force
+	MaxConnections int `json:"maxConnections"` // the MaxConnections in force (Config, or SetMaxConnections)
 	MinConnections int `json:"minConnections"` // Config.MinConnections in force
 
 	WaitCount        int64         `json:"waitCount"`        // Acquires that had to wait, ever
@@ -33,6 +33,10 @@ type Stats struct {
 	Discarded        int64         `json:"discarded"`        // clients destroyed by Discard, by WithClient after a transport failure, or on Release because their auth state was changed
 	IdleClosed       int64         `json:"idleClosed"`       // clients closed by the reaper as surplus
 	LifetimeClosed   int64         `json:"lifetimeClosed"`   // clients closed for exceeding MaxLifetime
+	RejectedAcquires int64         `json:"rejectedAcquires"` // Acquires refused at once because MaxWaiting callers waited (ErrPoolExhausted)
+	Resets           int64         `json:"resets"`           // calls of Reset
+	ResetClosed      int64         `json:"resetClosed"`      // clients closed because Reset retired them
+	ResizeClosed     int64         `json:"resizeClosed"`     // clients closed because SetMaxConnections shrank the pool
 	UseAfterRelease  int64         `json:"useAfterRelease"`  // requests refused because their client was released (ErrClientReleased)
 	Closed           bool          `json:"closed"`           // Close has been called
 }

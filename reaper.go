@@ -73,10 +73,11 @@ func (p *Pool) reap(endWindow bool) {
 	}
 	// One pass over the idle clients, oldest first; keepers go back in
 	// the same order.
-	for n := len(p.idle); n > 0; n-- {
+	idle := p.idleCh()
+	for n := len(idle); n > 0; n-- {
 		var c *conn
 		select {
-		case c = <-p.idle:
+		case c = <-idle:
 		default:
 		}
 		if c == nil {
@@ -91,7 +92,7 @@ func (p *Pool) reap(endWindow bool) {
 			p.counts.idleClosed++
 			p.destroyLocked(c)
 		default:
-			p.idle <- c
+			idle <- c
 		}
 	}
 	for p.total < p.cfg.MinConnections {
