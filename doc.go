@@ -23,9 +23,10 @@
 //		return err
 //	})
 //
-// Pass the closure's ctx to the request (the ...WithContext methods of
-// postgrest-go): it bounds the request, carries the user's token set with
-// WithAuthToken, and lets the pool see what happened on the wire.
+// While fn runs, the client is checked out to it: every request it sends,
+// with or without a ctx, carries the user's token set with WithAuthToken
+// (or the pool's key), is bounded by fn's ctx unless it has its own, and
+// is recorded so that the pool sees what happened on the wire.
 //
 // Acquire and Release are there for code that cannot use a closure; every
 // Acquire must be followed by exactly one Release or Discard.
@@ -62,12 +63,15 @@
 //	pool_config.go  Config, its presets, Validate and the defaults
 //	pool_stats.go   Stats, the snapshot and its identities
 //	reaper.go       the background goroutine: idle shrinking and MaxLifetime
+//	resize.go       Reset and SetMaxConnections: changing the pool while it serves
 //	instance.go     Instance, the process-wide registry of pools
+//	checkout.go     each client's own RoundTripper: the principal, wire record and ctx of its checkout
 //	service.go      Pool.WithClient (one attempt) and PooledService
 //	retry.go        Pool.WithRetry, its options and backoff
-//	errors.go       Error, the sentinels, AcquireTimeoutError, IsTransient, NeverRan
-//	wire.go         the per-attempt record of what happened on the wire
-//	transport.go    the pool's sized http.Transport and the RoundTripper clients use
+//	rpc.go          RPC, a function call that returns its own error
+//	errors.go       Error, the sentinels, the error types, IsTransient, NeverRan
+//	wire.go         classifying a round trip, and the per-attempt record of them
+//	transport.go    the pool's own sized http.Transport
 //	auth.go         WithAuthToken, request-scoped user tokens
 //	health.go       HealthCheck and its result types
 //	http.go         HealthHandler and the X-Pool-* middleware
