@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -344,4 +345,19 @@ func (ct *connTracker) waitOpen(t *testing.T, want int) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// startWaiters starts n Acquires in a synctest bubble and returns once all
+// of them wait; each sends the client it gets on the returned channel.
+func startWaiters(t *testing.T, p *supapool.Pool, n int) <-chan *supabase.Client {
+	got := make(chan *supabase.Client, n)
+	for range n {
+		go func() {
+			c, err := p.Acquire(context.Background())
+			assert.NoError(t, err)
+			got <- c
+		}()
+	}
+	synctest.Wait()
+	return got
 }

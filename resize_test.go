@@ -23,15 +23,7 @@ func TestMaxWaitingShedsLoad(t *testing.T) {
 		p := newPool(t, supapool.Config{MaxConnections: 1, MaxWaiting: 3, AcquireTimeout: time.Minute})
 		held, err := p.Acquire(context.Background())
 		require.NoError(t, err)
-		got := make(chan *supabase.Client, 3)
-		for range 3 {
-			go func() {
-				c, err := p.Acquire(context.Background())
-				assert.NoError(t, err)
-				got <- c
-			}()
-		}
-		synctest.Wait()
+		got := startWaiters(t, p, 3)
 		require.Equal(t, 3, p.Stats().WaitingForConnection, "exactly MaxWaiting callers are admitted")
 
 		start := time.Now()
@@ -73,15 +65,7 @@ func TestSetMaxConnectionsGrowsAndServesWaiters(t *testing.T) {
 		p := newPool(t, supapool.Config{MaxConnections: 1, AcquireTimeout: time.Minute})
 		held, err := p.Acquire(context.Background())
 		require.NoError(t, err)
-		got := make(chan *supabase.Client, 2)
-		for range 2 {
-			go func() {
-				c, err := p.Acquire(context.Background())
-				assert.NoError(t, err)
-				got <- c
-			}()
-		}
-		synctest.Wait()
+		got := startWaiters(t, p, 2)
 		require.Equal(t, 2, p.Stats().WaitingForConnection)
 		require.NoError(t, p.SetMaxConnections(12)) // beyond the idle channel's first capacity
 		a, b := <-got, <-got
