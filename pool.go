@@ -214,8 +214,8 @@ func (p *Pool) newConn() *conn {
 
 // Acquire returns an idle client, or creates one while fewer than
 // MaxConnections exist, or else waits, in arrival order, until one is
-// released. The wait ends with ctx's error (errors.Is(err, ctx.Err())) when
-// ctx ends, with an error matching ErrAcquireTimeout after
+// released. The wait ends with an error that wraps ctx's (errors.Is(err,
+// ctx.Err())) when ctx ends, with an error matching ErrAcquireTimeout after
 // Config.AcquireTimeout, and with ErrPoolClosed when the pool is closed. A
 // wait that ends without a client leaves nothing behind; if ctx ends just
 // as a client is handed over, Acquire returns the client.
@@ -224,7 +224,7 @@ func (p *Pool) newConn() *conn {
 // must not use it afterwards.
 func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, acquireEnded(err)
 	}
 	// Fast path: take an idle client first and lock mu only for the
 	// bookkeeping, which keeps the channel operation out of the critical
@@ -272,6 +272,12 @@ func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
 	p.enqueueLocked(w)
 	p.mu.Unlock()
 	return p.wait(ctx, w)
+}
+
+// acquireEnded is Acquire's error when its ctx has ended: a supapool error
+// that matches ctx's.
+func acquireEnded(ctxErr error) error {
+	return fmt.Errorf("supapool: acquire: %w", ctxErr)
 }
 
 // takeIdleLocked checks out c, which the caller received from p.idle,
@@ -387,7 +393,7 @@ func (p *Pool) wait(ctx context.Context, w *waiter) (*supabase.Client, error) {
 				p.counts.canceled++
 				p.mu.Unlock()
 				p.waiterPool.Put(w)
-				return nil, ctx.Err()
+				return nil, acquireEnded(ctx.Err())
 			}
 			p.mu.Unlock()
 			// Served just before ctx ended: what it got is on its

@@ -124,6 +124,29 @@ func TestAcquireWithDoneCtx(t *testing.T) {
 	assert.Equal(t, 0, p.Stats().ActiveConnections)
 }
 
+// TestAcquireCtxErrorsArePoolErrors: when ctx has ended before Acquire or
+// ends while it waits, the error says it is the pool's and still matches
+// ctx's error.
+func TestAcquireCtxErrorsArePoolErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, supapool.Config{MaxConnections: 1})
+		held, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		ended, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err = p.Acquire(ended)
+		require.ErrorIs(t, err, context.Canceled)
+		assert.True(t, strings.HasPrefix(err.Error(), "supapool: "), err.Error())
+
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err = p.Acquire(ctx)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.True(t, strings.HasPrefix(err.Error(), "supapool: "), err.Error())
+		require.NoError(t, p.Release(held))
+	})
+}
+
 func TestAcquireTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newPool(t, supapool.Config{MaxConnections: 1, AcquireTimeout: 2 * time.Second})

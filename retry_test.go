@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -271,4 +272,29 @@ func TestPoolWithRetryAndAcquireTimeoutIsTransient(t *testing.T) {
 	assert.Equal(t, 0, calls)
 	assert.EqualValues(t, 1, p.Stats().AcquireTimeouts, "WithRetry waited once, it did not retry the acquire")
 	require.NoError(t, p.Release(held))
+}
+
+// TestRetryCtxEndDuringWaitIsAPoolError: when ctx ends while WithRetry
+// waits to retry, its error is a supapool error that matches both ctx's
+// error and the last attempt's.
+func TestRetryCtxEndDuringWaitIsAPoolError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rt := &scriptedRT{answer: func(int) *http.Response { return answer(503, "", pgrst000.body) }}
+		p, err := supapool.New(unusedURL, testKey, supapool.Config{Transport: rt, MaxRetries: 3, RetryDelay: time.Hour, MaxRetryDelay: time.Hour})
+		require.NoError(t, err)
+		defer p.Close(context.Background())
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- p.WithRetry(ctx, read) }()
+		synctest.Wait() // the first attempt failed; WithRetry waits to retry
+		cancel()
+		err = <-errc
+		assert.True(t, strings.HasPrefix(err.Error(), "supapool: "), err.Error())
+		require.ErrorIs(t, err, context.Canceled)
+		var pe *supapool.Error
+		require.ErrorAs(t, err, &pe, "the last attempt's error is kept")
+		assert.Equal(t, "PGRST000", pe.Code)
+		assert.False(t, supapool.IsTransient(err), "the caller's call is over")
+		assert.EqualValues(t, 1, rt.calls.Load())
+	})
 }
