@@ -73,7 +73,11 @@ type Error struct {
 	Attempts   int           // attempts made (WithRetry); 1 for WithClient
 	Err        error         // the closure's error
 
+	// What the wire showed about a request that got no response (Status
+	// 0); the transport sets them, so that the judgement does not depend
+	// on which error the closure returned.
 	neverSent bool // the request failed before it reached the server
+	ctxEnded  bool // the request's ctx had ended when it failed: the caller's doing
 }
 
 // Error describes the failure.
@@ -140,16 +144,22 @@ func neverSent(err error) bool {
 // timed out waiting for a connection (503 PGRST000-PGRST002, 504
 // PGRST003); PostgreSQL reported a connection (class 08) or resource
 // (class 53) problem or an admin shutdown (57P01); or a gateway answered
-// 502, 503 or 504 without a PostgREST code, or the connection broke after
-// the request was sent. An acquire timeout (ErrAcquireTimeout: the pool
-// is saturated) is transient too, though WithRetry does not retry it, as
-// it has already waited AcquireTimeout. Other 4xx and 5xx answers, a
-// canceled ctx and ErrEmptyAuthToken are not transient.
+// 502, 503 or 504 without a PostgREST code; or the connection broke after
+// the request was sent (reset, EOF, a body cut mid-stream, no response
+// headers within Config.ResponseHeaderTimeout). An acquire timeout
+// (ErrAcquireTimeout: the pool is saturated) is transient too, though
+// WithRetry does not retry it, as it has already waited AcquireTimeout.
+// Other 4xx and 5xx answers, a request whose own ctx ended and
+// ErrEmptyAuthToken are not transient.
 //
 // Transient does not mean safe to resend: for a write, see Error.NeverRan.
 func IsTransient(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil {
 		return false
+	}
+	var waited *retryWaitError
+	if errors.As(err, &waited) {
+		return false // ctx ended while WithRetry waited: the call is over
 	}
 	if errors.Is(err, ErrAcquireTimeout) {
 		return true
@@ -158,13 +168,15 @@ func IsTransient(err error) bool {
 	if errors.As(err, &e) {
 		return isTransient(e)
 	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
 	return neverSent(err) && !errors.Is(err, ErrEmptyAuthToken)
 }
 
 func isTransient(e *Error) bool {
 	if e.Status == 0 {
-		return e.Err != nil && !errors.Is(e.Err, ErrEmptyAuthToken) &&
-			!errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, context.DeadlineExceeded)
+		return e.Err != nil && !e.ctxEnded && !errors.Is(e.Err, ErrEmptyAuthToken)
 	}
 	if statementNeverRan(e) {
 		return true

@@ -122,6 +122,7 @@ type reply struct {
 	body       string
 	retryAfter string
 	drop       bool // read the request, then close the connection without answering
+	hang       bool // read the request and never answer: wait until the client gives up
 }
 
 var (
@@ -138,6 +139,7 @@ var (
 	noAuthJWT   = reply{status: 401, body: `{"code":"PGRST301","message":"JWT expired"}`}
 	missingTbl  = reply{status: 404, body: `{"code":"42P01","message":"relation \"public.nope\" does not exist"}`}
 	successPost = reply{status: 201, body: `[{"id":1}]`}
+	hung        = reply{hang: true}
 )
 
 // fakeREST is an httptest server that answers from a script (the last
@@ -151,13 +153,23 @@ type fakeREST struct {
 
 func newFakeREST(t *testing.T, script ...reply) *fakeREST {
 	f := &fakeREST{script: script}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.Server = httptest.NewServer(f.handler())
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeREST) handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		f.mu.Lock()
 		rep := f.script[min(f.requests, len(f.script)-1)]
 		f.requests++
 		f.mu.Unlock()
-		if rep.drop {
+		switch {
+		case rep.hang:
+			<-r.Context().Done() // the client closed the connection
+			return
+		case rep.drop:
 			conn, _, err := w.(http.Hijacker).Hijack()
 			if err == nil {
 				_ = conn.Close()
@@ -170,9 +182,7 @@ func newFakeREST(t *testing.T, script ...reply) *fakeREST {
 		}
 		w.WriteHeader(rep.status)
 		_, _ = io.WriteString(w, rep.body)
-	}))
-	t.Cleanup(f.Close)
-	return f
+	})
 }
 
 func (f *fakeREST) count() int {

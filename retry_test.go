@@ -98,12 +98,13 @@ func TestRetryTable(t *testing.T) {
 		{"502 html then ok", []reply{gateway502, ok200}, 2, 1, true, false, true, 502, ""},
 		{"504 no code then ok", []reply{gateway504, ok200}, 2, 1, true, false, true, 504, ""},
 		{"dropped then ok", []reply{dropped, ok200}, 2, 1, true, false, true, 0, ""},
+		{"no headers within ResponseHeaderTimeout then ok", []reply{hung, ok200}, 2, 1, true, false, true, 0, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, method := range []string{"GET", "POST"} {
 				srv := newFakeREST(t, tc.script...)
-				s := newService(t, srv.URL, supapool.Config{MaxRetries: 2})
+				s := newService(t, srv.URL, supapool.Config{MaxRetries: 2, ResponseHeaderTimeout: 300 * time.Millisecond})
 				op, wantSent, wantOK := read, tc.getSent, tc.getOK
 				if method == "POST" {
 					op, wantSent, wantOK = insert, tc.postSent, tc.postOK

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -51,7 +50,7 @@ func (r *wireRecord) observe(req *http.Request, resp *http.Response, err error) 
 	var fail *Error
 	switch {
 	case err != nil:
-		fail = &Error{Method: req.Method, Err: err, neverSent: neverSent(err)}
+		fail = transportFailure(req, err)
 	case resp.StatusCode >= 400:
 		fail = &Error{Method: req.Method, Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now)}
 		body, rerr := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
@@ -74,14 +73,23 @@ func (r *wireRecord) observe(req *http.Request, resp *http.Response, err error) 
 	defer r.mu.Unlock()
 	if fail != nil {
 		r.fail = fail
-		// A request cut short by its own ctx says nothing about the client.
-		if err != nil && !fail.neverSent && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		// A request cut short by its own ctx, or one that never left,
+		// says nothing about the client's connection.
+		if err != nil && !fail.neverSent && !fail.ctxEnded {
 			r.transportFailed = true
 		}
 	}
 	if !safe && (fail == nil || !statementNeverRan(fail)) {
 		r.writeMayHaveRun = true
 	}
+}
+
+// transportFailure is the failure of req, which got no response but err.
+// Whether req's ctx has ended is asked of the ctx itself, not of err:
+// since Go 1.26 the transport's own ResponseHeaderTimeout error matches
+// context.DeadlineExceeded too.
+func transportFailure(req *http.Request, err error) *Error {
+	return &Error{Method: req.Method, Err: err, neverSent: neverSent(err), ctxEnded: req.Context().Err() != nil}
 }
 
 // snapshot returns the last failure and the flags.
