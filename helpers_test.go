@@ -2,6 +2,7 @@ package supapool_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -123,6 +124,7 @@ type reply struct {
 	retryAfter string
 	drop       bool // read the request, then close the connection without answering
 	hang       bool // read the request and never answer: wait until the client gives up
+	cut        bool // answer status and body, but promise 1000 bytes more and close the connection mid-body
 }
 
 var (
@@ -140,6 +142,7 @@ var (
 	missingTbl  = reply{status: 404, body: `{"code":"42P01","message":"relation \"public.nope\" does not exist"}`}
 	successPost = reply{status: 201, body: `[{"id":1}]`}
 	hung        = reply{hang: true}
+	cut200      = reply{status: 200, body: `[{"id":1},{"id":`, cut: true}
 )
 
 // fakeREST is an httptest server that answers from a script (the last
@@ -172,6 +175,14 @@ func (f *fakeREST) handler() http.Handler {
 		case rep.drop:
 			conn, _, err := w.(http.Hijacker).Hijack()
 			if err == nil {
+				_ = conn.Close()
+			}
+			return
+		case rep.cut:
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				_, _ = fmt.Fprintf(conn, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+					rep.status, http.StatusText(rep.status), len(rep.body)+1000, rep.body)
 				_ = conn.Close()
 			}
 			return

@@ -99,6 +99,7 @@ func TestRetryTable(t *testing.T) {
 		{"504 no code then ok", []reply{gateway504, ok200}, 2, 1, true, false, true, 504, ""},
 		{"dropped then ok", []reply{dropped, ok200}, 2, 1, true, false, true, 0, ""},
 		{"no headers within ResponseHeaderTimeout then ok", []reply{hung, ok200}, 2, 1, true, false, true, 0, ""},
+		{"200 body cut mid-stream then ok", []reply{cut200, ok200}, 2, 1, true, false, true, 0, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

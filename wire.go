@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,30 +43,36 @@ func wireRecordFrom(ctx context.Context) *wireRecord {
 // maxErrorBody bounds how much of an error response the transport reads.
 const maxErrorBody = 64 << 10
 
-// observe records one round trip. For a response with status >= 400 it
-// reads the (small) error body and replaces resp.Body with a copy, so that
-// postgrest-go still sees the whole body.
+// observe records one round trip. It makes the response's body report
+// its read errors to r (the body is part of the round trip). For a
+// response with status >= 400 it reads the (small) error body and
+// replaces resp.Body with a copy, so that postgrest-go still sees the
+// whole body.
 func (r *wireRecord) observe(req *http.Request, resp *http.Response, err error) {
 	safe := req.Method == http.MethodGet || req.Method == http.MethodHead
 	var fail *Error
 	switch {
 	case err != nil:
 		fail = transportFailure(req, err)
-	case resp.StatusCode >= 400:
-		fail = &Error{Method: req.Method, Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now)}
-		body, rerr := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		_ = resp.Body.Close()
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		if rerr == nil {
-			var pg struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-				Details any    `json:"details"`
-				Hint    any    `json:"hint"`
-			}
-			if json.Unmarshal(body, &pg) == nil {
-				fail.Code, fail.Message = pg.Code, pg.Message
-				fail.Details, fail.Hint = text(pg.Details), text(pg.Hint)
+	default:
+		body := &observedBody{body: resp.Body, rec: r, req: req, status: resp.StatusCode}
+		resp.Body = body
+		if resp.StatusCode >= 400 {
+			fail = &Error{Method: req.Method, Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now)}
+			b, rerr := io.ReadAll(io.LimitReader(body, maxErrorBody))
+			_ = body.Close()
+			resp.Body = io.NopCloser(bytes.NewReader(b))
+			if rerr == nil {
+				var pg struct {
+					Code    string `json:"code"`
+					Message string `json:"message"`
+					Details any    `json:"details"`
+					Hint    any    `json:"hint"`
+				}
+				if json.Unmarshal(b, &pg) == nil {
+					fail.Code, fail.Message = pg.Code, pg.Message
+					fail.Details, fail.Hint = text(pg.Details), text(pg.Hint)
+				}
 			}
 		}
 	}
@@ -90,6 +97,49 @@ func (r *wireRecord) observe(req *http.Request, resp *http.Response, err error) 
 // context.DeadlineExceeded too.
 func transportFailure(req *http.Request, err error) *Error {
 	return &Error{Method: req.Method, Err: err, neverSent: neverSent(err), ctxEnded: req.Context().Err() != nil}
+}
+
+// bodyFailed records that reading the body of req's response (status)
+// failed with err: the connection broke after the request was sent. For
+// an error status the failure is already recorded; for another, a read
+// that broke is the request's failure.
+func (r *wireRecord) bodyFailed(req *http.Request, status int, err error) {
+	ctxEnded := req.Context().Err() != nil
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if status < 400 {
+		r.fail = &Error{Method: req.Method, Err: err, ctxEnded: ctxEnded}
+	}
+	if !ctxEnded {
+		r.transportFailed = true
+	}
+}
+
+// observedBody is a response body that tells its record when a read fails
+// with anything but io.EOF, before the caller has closed it: a connection
+// that drops mid-body breaks the request as surely as one that drops
+// before the headers.
+type observedBody struct {
+	body   io.ReadCloser
+	rec    *wireRecord
+	req    *http.Request
+	status int
+	closed atomic.Bool // the caller closed the body: later read errors are its own doing
+	failed bool        // a read failed and was recorded; reads are not concurrent
+}
+
+func (b *observedBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	if err != nil && err != io.EOF && !b.failed && !b.closed.Load() {
+		b.failed = true
+		b.rec.bodyFailed(b.req, b.status, err)
+	}
+	return n, err
+}
+
+func (b *observedBody) Close() error {
+	b.closed.Store(true)
+	return b.body.Close()
 }
 
 // snapshot returns the last failure and the flags.

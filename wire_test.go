@@ -20,7 +20,7 @@ func TestBrokenAnswerDiscardsTheClient(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		rep  reply
-	}{{"response header timeout", hung}} {
+	}{{"response header timeout", hung}, {"body cut mid-stream", cut200}} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newFakeREST(t, tc.rep)
 			s := newService(t, srv.URL, supapool.Config{ResponseHeaderTimeout: 100 * time.Millisecond})
