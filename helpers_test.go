@@ -143,7 +143,13 @@ var (
 	successPost = reply{status: 201, body: `[{"id":1}]`}
 	hung        = reply{hang: true}
 	cut200      = reply{status: 200, body: `[{"id":1},{"id":`, cut: true}
+	// hugeError is a PostgREST error whose body is far beyond any bound a
+	// reader of error bodies may set: the code comes first, as PostgREST
+	// writes it, then a 100 KiB message.
+	hugeError = reply{status: 404, body: `{"code":"42P01","message":"` + hugeMessage + `","details":null,"hint":null}`}
 )
+
+var hugeMessage = strings.Repeat("relation does not exist; ", 4<<10)
 
 // fakeREST is an httptest server that answers from a script (the last
 // reply repeats) and counts the requests it read.

@@ -40,14 +40,15 @@ func wireRecordFrom(ctx context.Context) *wireRecord {
 	return r
 }
 
-// maxErrorBody bounds how much of an error response the transport reads.
+// maxErrorBody bounds how much of an error response the recorder reads.
+// The caller (postgrest-go) still reads all of it.
 const maxErrorBody = 64 << 10
 
 // observe records one round trip. It makes the response's body report
-// its read errors to r (the body is part of the round trip). For a
-// response with status >= 400 it reads the (small) error body and
-// replaces resp.Body with a copy, so that postgrest-go still sees the
-// whole body.
+// its read errors to r (the body is part of the round trip); for a
+// response with status >= 400 it reads at most maxErrorBody of the body to
+// find PostgREST's error, and hands the caller what it read followed by
+// the rest of the body, so that the caller sees every byte.
 func (r *wireRecord) observe(req *http.Request, resp *http.Response, err error) {
 	safe := req.Method == http.MethodGet || req.Method == http.MethodHead
 	var fail *Error
@@ -59,21 +60,13 @@ func (r *wireRecord) observe(req *http.Request, resp *http.Response, err error) 
 		resp.Body = body
 		if resp.StatusCode >= 400 {
 			fail = &Error{Method: req.Method, Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now)}
-			b, rerr := io.ReadAll(io.LimitReader(body, maxErrorBody))
-			_ = body.Close()
-			resp.Body = io.NopCloser(bytes.NewReader(b))
-			if rerr == nil {
-				var pg struct {
-					Code    string `json:"code"`
-					Message string `json:"message"`
-					Details any    `json:"details"`
-					Hint    any    `json:"hint"`
-				}
-				if json.Unmarshal(b, &pg) == nil {
-					fail.Code, fail.Message = pg.Code, pg.Message
-					fail.Details, fail.Hint = text(pg.Details), text(pg.Hint)
-				}
+			prefix, rerr := io.ReadAll(io.LimitReader(body, maxErrorBody))
+			var rest io.Reader = body
+			if rerr != nil {
+				rest = errReader{rerr} // the caller meets the same error at the same place
 			}
+			resp.Body = readCloser{io.MultiReader(bytes.NewReader(prefix), rest), body}
+			parseErrorBody(prefix, fail)
 		}
 	}
 	r.mu.Lock()
@@ -140,6 +133,58 @@ func (b *observedBody) Read(p []byte) (int, error) {
 func (b *observedBody) Close() error {
 	b.closed.Store(true)
 	return b.body.Close()
+}
+
+// readCloser reads from one reader and closes another.
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// errReader fails every read with err.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// parseErrorBody fills fail's Code, Message, Details and Hint from prefix,
+// the start of a PostgREST error body ({"code":..., "message":...,
+// "details":..., "hint":...}), which may be cut anywhere. It reads token by
+// token and keeps what it found before the first token it cannot read, so
+// the code, which PostgREST writes first, is found in a body of any size.
+// Keys match as encoding/json matches them to struct fields (the last of
+// duplicate keys wins, case does not matter).
+func parseErrorBody(prefix []byte, fail *Error) {
+	dec := json.NewDecoder(bytes.NewReader(prefix))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		key, ok := tok.(string)
+		if err != nil || !ok {
+			return
+		}
+		var v any
+		switch {
+		case strings.EqualFold(key, "code"):
+			err = dec.Decode(&fail.Code)
+		case strings.EqualFold(key, "message"):
+			err = dec.Decode(&fail.Message)
+		case strings.EqualFold(key, "details"):
+			if err = dec.Decode(&v); err == nil {
+				fail.Details = text(v)
+			}
+		case strings.EqualFold(key, "hint"):
+			if err = dec.Decode(&v); err == nil {
+				fail.Hint = text(v)
+			}
+		default:
+			err = dec.Decode(new(json.RawMessage))
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // snapshot returns the last failure and the flags.

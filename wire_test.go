@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	supabase "github.com/supabase-community/supabase-go"
 
 	"github.com/supapool/supapool"
 )
@@ -34,4 +35,23 @@ func TestBrokenAnswerDiscardsTheClient(t *testing.T) {
 			assert.False(t, pe.NeverRan(), "the request was sent")
 		})
 	}
+}
+
+// TestHugeErrorBodyReachesTheCallerWhole: the recorder reads a bounded
+// prefix of an error body, but postgrest-go still gets all of it, and the
+// *Error has the status and PostgREST's code however long the body is.
+func TestHugeErrorBodyReachesTheCallerWhole(t *testing.T) {
+	srv := newFakeREST(t, hugeError)
+	s := newService(t, srv.URL, supapool.Config{})
+	var inner error
+	err := s.WithClient(context.Background(), func(ctx context.Context, c *supabase.Client) error {
+		inner = read(ctx, c)
+		return inner
+	})
+	require.Error(t, inner)
+	assert.True(t, inner.Error() == "(42P01) "+hugeMessage, "postgrest-go parsed the whole body; got %.120q", inner)
+	var pe *supapool.Error
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, 404, pe.Status)
+	assert.Equal(t, "42P01", pe.Code)
 }
