@@ -2,6 +2,8 @@ package supapool
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -77,6 +79,7 @@ type Error struct {
 	// 0); the transport sets them, so that the judgement does not depend
 	// on which error the closure returned.
 	neverSent bool // the request failed before it reached the server
+	permanent bool // the failure will recur on every attempt (see permanent)
 	ctxEnded  bool // the request's ctx had ended when it failed: the caller's doing
 }
 
@@ -116,8 +119,10 @@ func (e *Error) Error() string {
 
 // NeverRan reports whether the failure proves that the server did not run
 // the request, so that sending it again cannot apply a write twice: the
-// connection could not be made, or PostgREST answered 503 PGRST000-PGRST002
-// or 504 PGRST003. A handler can use it to tell its own caller whether a
+// connection could not be made, the server's certificate was refused (the
+// handshake comes before the request), net/http refused to send the
+// request's headers, or PostgREST answered 503 PGRST000-PGRST002 or 504
+// PGRST003. A handler can use it to tell its own caller whether a
 // retry is safe.
 func (e *Error) NeverRan() bool { return statementNeverRan(e) }
 
@@ -125,9 +130,12 @@ func (e *Error) NeverRan() bool { return statementNeverRan(e) }
 func (e *Error) Unwrap() error { return e.Err }
 
 // neverSent reports whether err proves the request never reached the
-// server: the connection could not be made (refused, DNS, dial timeout).
+// server: the connection could not be made (refused, DNS, dial timeout),
+// the server's certificate was refused during the TLS handshake, which
+// precedes any byte of the request, or the request was refused before it
+// left (ErrEmptyAuthToken).
 func neverSent(err error) bool {
-	if errors.Is(err, ErrEmptyAuthToken) {
+	if errors.Is(err, ErrEmptyAuthToken) || certificateError(err) {
 		return true
 	}
 	var dnsErr *net.DNSError
@@ -136,6 +144,35 @@ func neverSent(err error) bool {
 	}
 	var opErr *net.OpError
 	return errors.As(err, &opErr) && opErr.Op == "dial"
+}
+
+// permanent reports whether err, a request's transport error, will recur
+// on every attempt: the request was refused before it left
+// (ErrEmptyAuthToken), or the server's certificate is not trusted.
+// (Requests that net/http refuses to send are recognised by their headers:
+// see unsendable.)
+func permanent(err error) bool {
+	return errors.Is(err, ErrEmptyAuthToken) || certificateError(err)
+}
+
+// certificateError reports whether err is the refusal of a server's
+// certificate, by its type: crypto/tls wraps the verifier's error in a
+// *tls.CertificateVerificationError; the x509 types cover a custom
+// transport that returns them bare.
+func certificateError(err error) bool {
+	var (
+		verify     *tls.CertificateVerificationError
+		authority  x509.UnknownAuthorityError
+		invalid    x509.CertificateInvalidError
+		hostname   x509.HostnameError
+		roots      x509.SystemRootsError
+		constraint x509.ConstraintViolationError
+		critical   x509.UnhandledCriticalExtension
+		algorithm  x509.InsecureAlgorithmError
+	)
+	return errors.As(err, &verify) || errors.As(err, &authority) || errors.As(err, &invalid) ||
+		errors.As(err, &hostname) || errors.As(err, &roots) || errors.As(err, &constraint) ||
+		errors.As(err, &critical) || errors.As(err, &algorithm)
 }
 
 // IsTransient reports whether err is a failure that may go away on its own
@@ -149,8 +186,9 @@ func neverSent(err error) bool {
 // headers within Config.ResponseHeaderTimeout). An acquire timeout
 // (ErrAcquireTimeout: the pool is saturated) is transient too, though
 // WithRetry does not retry it, as it has already waited AcquireTimeout.
-// Other 4xx and 5xx answers, a request whose own ctx ended and
-// ErrEmptyAuthToken are not transient.
+// Other 4xx and 5xx answers, a request whose own ctx ended, an untrusted
+// server certificate, a request net/http refused to send (a header with a
+// newline, say) and ErrEmptyAuthToken are not transient.
 //
 // Transient does not mean safe to resend: for a write, see Error.NeverRan.
 func IsTransient(err error) bool {
@@ -171,12 +209,12 @@ func IsTransient(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
-	return neverSent(err) && !errors.Is(err, ErrEmptyAuthToken)
+	return neverSent(err) && !permanent(err)
 }
 
 func isTransient(e *Error) bool {
 	if e.Status == 0 {
-		return e.Err != nil && !e.ctxEnded && !errors.Is(e.Err, ErrEmptyAuthToken)
+		return e.Err != nil && !e.ctxEnded && !e.permanent
 	}
 	if statementNeverRan(e) {
 		return true
@@ -191,7 +229,7 @@ func isTransient(e *Error) bool {
 }
 
 // statementNeverRan reports whether the failure proves that the server did
-// not run the request's statement: the connection was never made, or
+// not run the request's statement: the request never left, or
 // PostgREST answered that it could not get to the database (PGRST000,
 // PGRST001, PGRST002 with 503; PGRST003 with 504).
 func statementNeverRan(e *Error) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -163,6 +164,18 @@ type fakeREST struct {
 func newFakeREST(t *testing.T, script ...reply) *fakeREST {
 	f := &fakeREST{script: script}
 	f.Server = httptest.NewServer(f.handler())
+	t.Cleanup(f.Close)
+	return f
+}
+
+// newFakeRESTTLS is newFakeREST over TLS, with a certificate that no
+// client trusts (httptest's own): only clients built from f.Client()
+// could talk to it, and pools do not. Its handshake errors are not logged.
+func newFakeRESTTLS(t *testing.T, script ...reply) *fakeREST {
+	f := &fakeREST{script: script}
+	f.Server = httptest.NewUnstartedServer(f.handler())
+	f.Config.ErrorLog = log.New(io.Discard, "", 0)
+	f.StartTLS()
 	t.Cleanup(f.Close)
 	return f
 }

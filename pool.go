@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -155,12 +156,22 @@ func validateEndpoint(rawURL, key string) error {
 	if key == "" {
 		return fmt.Errorf("%w: key is empty; pass your project's API key (service-role or anon)", ErrInvalidConfig)
 	}
+	// The key goes out in the apikey and Authorization headers. Never
+	// quote it here: only say what is wrong with it.
+	if !validFieldValue(key) || strings.Trim(key, " \t") != key {
+		return fmt.Errorf("%w: key cannot be sent in an HTTP header: it has a control character (a trailing newline from an env file?) "+
+			"or leading or trailing spaces; pass the key exactly", ErrInvalidConfig)
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return fmt.Errorf("%w: url does not parse; pass an absolute http(s) URL", ErrInvalidConfig)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%w: url %q is not an absolute http(s) URL; pass e.g. https://<project>.supabase.co", ErrInvalidConfig, u.Redacted())
+	}
+	if !validHost(u.Host) {
+		return fmt.Errorf("%w: url %q has a host that cannot be sent in a Host header; use letters, digits, '-' and '.' "+
+			"(the xn-- form for international names)", ErrInvalidConfig, u.Redacted())
 	}
 	return nil
 }

@@ -542,6 +542,11 @@ func TestNewRejectsBadInputWithoutLeakingTheKey(t *testing.T) {
 		{"unparsable url", "http://[::1", testKey, supapool.DefaultConfig(), "does not parse"},
 		{"relative url", "example.supabase.co", testKey, supapool.DefaultConfig(), "not an absolute http(s) URL"},
 		{"bad config", "http://127.0.0.1:1", testKey, supapool.Config{MaxConnections: -1}, "MaxConnections"},
+		{"key with a trailing newline", "http://127.0.0.1:1", testKey + "\n", supapool.DefaultConfig(), "key cannot be sent"},
+		{"key with a NUL", "http://127.0.0.1:1", testKey[:8] + "\x00" + testKey[8:], supapool.DefaultConfig(), "key cannot be sent"},
+		{"key with a leading space", "http://127.0.0.1:1", " " + testKey, supapool.DefaultConfig(), "key cannot be sent"},
+		{"key with DEL", "http://127.0.0.1:1", testKey + "\x7f", supapool.DefaultConfig(), "key cannot be sent"},
+		{"url host not sendable", `http://exa"mple.supabase.co`, testKey, supapool.DefaultConfig(), "host"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -85,11 +85,82 @@ func (r *wireRecord) observe(req *http.Request, resp *http.Response, err error) 
 }
 
 // transportFailure is the failure of req, which got no response but err.
-// Whether req's ctx has ended is asked of the ctx itself, not of err:
-// since Go 1.26 the transport's own ResponseHeaderTimeout error matches
-// context.DeadlineExceeded too.
+// It is judged by what happened: whether the request can have left (see
+// neverSent and unsendable), whether trying again can help (permanent), and
+// whether req's ctx has ended. The last is asked of the ctx itself, not of
+// err: since Go 1.26 the transport's own ResponseHeaderTimeout error
+// matches context.DeadlineExceeded too.
 func transportFailure(req *http.Request, err error) *Error {
-	return &Error{Method: req.Method, Err: err, neverSent: neverSent(err), ctxEnded: req.Context().Err() != nil}
+	refused := unsendable(req)
+	return &Error{
+		Method:    req.Method,
+		Err:       err,
+		neverSent: refused || neverSent(err),
+		permanent: refused || permanent(err),
+		ctxEnded:  req.Context().Err() != nil,
+	}
+}
+
+// unsendable reports whether req carries a header field (or trailer) that
+// net/http refuses to send. net/http validates the fields before it looks
+// for a connection, and its error for them ("net/http: invalid header
+// field value for ...") has no type to recognise, so the request itself is
+// checked, by the same rules: a request that failed and has such a field
+// never left, and will fail the same way on every attempt.
+func unsendable(req *http.Request) bool {
+	for _, h := range []http.Header{req.Header, req.Trailer} {
+		for name, values := range h {
+			if !validFieldName(name) {
+				return true
+			}
+			for _, v := range values {
+				if !validFieldValue(v) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// validFieldName reports whether name is a token (RFC 9110, 5.1), as
+// net/http requires of a header field's name.
+func validFieldName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValue reports whether v can be sent as a header field's value
+// by net/http: no control character but horizontal tab (RFC 9110, 5.5:
+// no CR, LF or NUL in particular).
+func validFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost reports whether host (a URL's host[:port]) can be sent as the
+// Host header: net/http sends an empty Host instead of one with other
+// bytes. Non-ASCII names must be given in their punycode (xn--) form.
+func validHost(host string) bool {
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!$%&'()*+,-.:;=[]_~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // bodyFailed records that reading the body of req's response (status)
