@@ -276,6 +276,27 @@ func TestPoolWithRetryAndAcquireTimeoutIsTransient(t *testing.T) {
 	require.NoError(t, p.Release(held))
 }
 
+// TestHugeRetryAfterEndsRetries: a Retry-After too large for a
+// time.Duration (or for an int) saturates instead of wrapping around, so
+// it ends the retries like any Retry-After beyond MaxRetryDelay.
+func TestHugeRetryAfterEndsRetries(t *testing.T) {
+	for _, ra := range []string{"10000000000", "18446744074", "99999999999999999999"} {
+		t.Run(ra, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rt := &scriptedRT{answer: func(int) *http.Response { return answer(503, ra, pgrst000.body) }}
+				p, err := supapool.New(unusedURL, testKey, supapool.Config{Transport: rt, MaxRetries: 3, MaxRetryDelay: 5 * time.Second})
+				require.NoError(t, err)
+				defer p.Close(context.Background())
+				err = p.WithRetry(context.Background(), read)
+				var pe *supapool.Error
+				require.ErrorAs(t, err, &pe)
+				assert.Greater(t, pe.RetryAfter, 5*time.Second)
+				assert.EqualValues(t, 1, rt.calls.Load(), "the server asked for more than MaxRetryDelay")
+			})
+		})
+	}
+}
+
 // TestRetryCtxEndDuringWaitIsAPoolError: when ctx ends while WithRetry
 // waits to retry, its error is a supapool error that matches both ctx's
 // error and the last attempt's.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -278,14 +279,20 @@ func text(v any) string {
 	}
 }
 
-// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP
+// date. A number of seconds too large for a time.Duration (or for any
+// integer) saturates at the longest Duration rather than wrapping around:
+// it means "not soon", which ends WithRetry's retries.
 func parseRetryAfter(v string, now func() time.Time) time.Duration {
+	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-		if s < 0 {
-			return 0
+	if strings.Trim(v, "0123456789") == "" { // delay-seconds = 1*DIGIT
+		const maxSeconds = math.MaxInt64 / uint64(time.Second)
+		s, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || s > maxSeconds { // only ErrRange is possible
+			return math.MaxInt64
 		}
 		return time.Duration(s) * time.Second
 	}
