@@ -71,6 +71,10 @@ func (p *Pool) testRequest(ctx context.Context, c *supabase.Client) (int, error)
 	if t := p.cfg.HealthCheckTable; t != "" {
 		_, _, err := c.From(t).Select("*", "", false).Limit(1, "").ExecuteWithContext(ctx)
 		if err != nil {
+			// postgrest-go's error drops the status; the wire record has it.
+			if fail, _, _ := wireRecordFrom(ctx).snapshot(); fail != nil {
+				return fail.Status, err
+			}
 			return 0, err
 		}
 		return http.StatusOK, nil
