@@ -25,54 +25,48 @@ func TestErrorNeverRan(t *testing.T) {
 	}
 }
 
-// TestCertificateErrorIsPermanent: a server whose certificate is not
-// trusted will not be trusted on the next attempt either. No request left
-// (the handshake comes first), so no client is suspect.
-func TestCertificateErrorIsPermanent(t *testing.T) {
-	for _, op := range []struct {
-		name string
-		fn   func(context.Context, *supabase.Client) error
-	}{{"GET", read}, {"POST", insert}} {
-		t.Run(op.name, func(t *testing.T) {
-			srv := newFakeRESTTLS(t, ok200)
-			s := newService(t, srv.URL, supapool.Config{MaxRetries: 2})
-			err := s.WithRetry(context.Background(), op.fn)
-			require.Error(t, err)
-			assert.ErrorAs(t, err, new(*tls.CertificateVerificationError))
-			assert.False(t, supapool.IsTransient(err), "IsTransient(%v)", err)
-			var pe *supapool.Error
-			require.ErrorAs(t, err, &pe)
-			assert.Equal(t, 1, pe.Attempts)
-			assert.True(t, pe.NeverRan())
-			assert.EqualValues(t, 0, s.PoolStats().Discarded)
-			assert.Equal(t, 0, srv.count())
-		})
-	}
-}
-
-// TestUnsendableHeaderNeverLeaves: a user token with a trailing newline
-// (an env-file mistake) cannot be put on the wire; net/http refuses the
-// request before it dials, so the request never ran and retrying it is
-// pointless.
-func TestUnsendableHeaderNeverLeaves(t *testing.T) {
+// TestPermanentTransportFailures: a server whose certificate is not
+// trusted, and a request net/http refuses to send (a user token with a
+// trailing newline, an env-file mistake), fail the same way on every
+// attempt. Neither request left (the handshake, and net/http's header
+// validation, come before it), so it never ran and no client is suspect.
+func TestPermanentTransportFailures(t *testing.T) {
 	const token = "user-jwt-from-an-env-file"
-	for _, op := range []struct {
-		name string
-		fn   func(context.Context, *supabase.Client) error
-	}{{"GET", read}, {"POST", insert}} {
-		t.Run(op.name, func(t *testing.T) {
-			srv := newFakeREST(t, successPost)
-			s := newService(t, srv.URL, supapool.Config{MaxRetries: 2})
-			err := s.WithRetry(supapool.WithAuthToken(context.Background(), token+"\n"), op.fn)
-			require.Error(t, err)
-			assert.False(t, supapool.IsTransient(err), "IsTransient(%v)", err)
-			assert.NotContains(t, err.Error(), token)
-			var pe *supapool.Error
-			require.ErrorAs(t, err, &pe)
-			assert.Equal(t, 1, pe.Attempts)
-			assert.True(t, pe.NeverRan(), "the request never left")
-			assert.EqualValues(t, 0, s.PoolStats().Discarded)
-			assert.Equal(t, 0, srv.count())
-		})
+	cases := []struct {
+		name   string
+		server func(*testing.T) *fakeREST
+		ctx    context.Context
+		check  func(*testing.T, error)
+	}{{
+		"untrusted certificate",
+		func(t *testing.T) *fakeREST { return newFakeRESTTLS(t, ok200) },
+		context.Background(),
+		func(t *testing.T, err error) { assert.ErrorAs(t, err, new(*tls.CertificateVerificationError)) },
+	}, {
+		"token with a trailing newline",
+		func(t *testing.T) *fakeREST { return newFakeREST(t, successPost) },
+		supapool.WithAuthToken(context.Background(), token+"\n"),
+		func(t *testing.T, err error) { assert.NotContains(t, err.Error(), token) },
+	}}
+	for _, tc := range cases {
+		for _, op := range []struct {
+			name string
+			fn   func(context.Context, *supabase.Client) error
+		}{{"GET", read}, {"POST", insert}} {
+			t.Run(tc.name+"/"+op.name, func(t *testing.T) {
+				srv := tc.server(t)
+				s := newService(t, srv.URL, supapool.Config{MaxRetries: 2})
+				err := s.WithRetry(tc.ctx, op.fn)
+				require.Error(t, err)
+				tc.check(t, err)
+				assert.False(t, supapool.IsTransient(err), "IsTransient(%v)", err)
+				var pe *supapool.Error
+				require.ErrorAs(t, err, &pe)
+				assert.Equal(t, 1, pe.Attempts)
+				assert.True(t, pe.NeverRan(), "the request never left")
+				assert.EqualValues(t, 0, s.PoolStats().Discarded)
+				assert.Equal(t, 0, srv.count())
+			})
+		}
 	}
 }
