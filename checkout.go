@@ -71,10 +71,7 @@ func (t *clientTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	} else {
 		resp, err = t.p.rt.RoundTrip(req)
 	}
-	fail := observe(req, resp, err)
-	if b.rec != nil {
-		b.rec.record(req, fail, err)
-	}
+	fail := observe(b.rec, req, resp, err)
 	if slot, ok := req.Context().Value(failSlotKey{}).(**Error); ok {
 		*slot = fail
 	}

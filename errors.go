@@ -2,6 +2,8 @@ package supapool
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -85,8 +87,15 @@ type Error struct {
 	Attempts   int           // attempts made (WithRetry); 1 for WithClient
 	Err        error         // the closure's error
 
-	neverSent  bool   // the request failed before it reached the server
-	clientText string // the error text postgrest-go builds from this response; "" when unknown
+	// What the wire showed about a request that got no response (Status
+	// 0); the transport sets them, so that the judgement does not depend
+	// on which error the closure returned.
+	neverSent bool // the request failed before it reached the server
+	permanent bool // the failure will recur on every attempt (see permanent)
+	ctxEnded  bool // the request's ctx had ended when it failed: the caller's doing
+
+	clientText    string // the error text postgrest-go builds from this response; "" when unknown
+	clientTextCut bool   // clientText is only the start of that text (a body over maxErrorBody)
 }
 
 // Error describes the failure.
@@ -125,8 +134,10 @@ func (e *Error) Error() string {
 
 // NeverRan reports whether the failure proves that the server did not run
 // the request, so that sending it again cannot apply a write twice: the
-// connection could not be made, or PostgREST answered 503 PGRST000-PGRST002
-// or 504 PGRST003. A handler can use it to tell its own caller whether a
+// connection could not be made, the server's certificate was refused (the
+// handshake comes before the request), net/http refused to send the
+// request's headers, or PostgREST answered 503 PGRST000-PGRST002 or 504
+// PGRST003. A handler can use it to tell its own caller whether a
 // retry is safe.
 func (e *Error) NeverRan() bool { return statementNeverRan(e) }
 
@@ -140,20 +151,35 @@ func (e *Error) causes(err error) bool {
 		return true
 	}
 	for ; err != nil; err = errors.Unwrap(err) {
-		if err == error(e) || (e.clientText != "" && err.Error() == e.clientText) {
+		if err == error(e) || e.isClientText(err.Error()) {
 			return true
 		}
 	}
 	return false
 }
 
+// isClientText reports whether s is the text postgrest-go built from this
+// response.
+func (e *Error) isClientText(s string) bool {
+	if e.clientText == "" {
+		return false
+	}
+	if e.clientTextCut {
+		return strings.HasPrefix(s, e.clientText)
+	}
+	return s == e.clientText
+}
+
 // Unwrap returns the closure's error.
 func (e *Error) Unwrap() error { return e.Err }
 
 // neverSent reports whether err proves the request never reached the
-// server: the connection could not be made (refused, DNS, dial timeout).
+// server: the connection could not be made (refused, DNS, dial timeout),
+// the server's certificate was refused during the TLS handshake, which
+// precedes any byte of the request, or the request was refused before it
+// left (ErrEmptyAuthToken).
 func neverSent(err error) bool {
-	if errors.Is(err, ErrEmptyAuthToken) {
+	if errors.Is(err, ErrEmptyAuthToken) || certificateError(err) {
 		return true
 	}
 	var dnsErr *net.DNSError
@@ -164,22 +190,58 @@ func neverSent(err error) bool {
 	return errors.As(err, &opErr) && opErr.Op == "dial"
 }
 
+// permanent reports whether err, a request's transport error, will recur
+// on every attempt: the request was refused before it left
+// (ErrEmptyAuthToken), or the server's certificate is not trusted.
+// (Requests that net/http refuses to send are recognised by their headers:
+// see unsendable.)
+func permanent(err error) bool {
+	return errors.Is(err, ErrEmptyAuthToken) || certificateError(err)
+}
+
+// certificateError reports whether err is the refusal of a server's
+// certificate, by its type: crypto/tls wraps the verifier's error in a
+// *tls.CertificateVerificationError; the x509 types cover a custom
+// transport that returns them bare.
+func certificateError(err error) bool {
+	var (
+		verify     *tls.CertificateVerificationError
+		authority  x509.UnknownAuthorityError
+		invalid    x509.CertificateInvalidError
+		hostname   x509.HostnameError
+		roots      x509.SystemRootsError
+		constraint x509.ConstraintViolationError
+		critical   x509.UnhandledCriticalExtension
+		algorithm  x509.InsecureAlgorithmError
+	)
+	return errors.As(err, &verify) || errors.As(err, &authority) || errors.As(err, &invalid) ||
+		errors.As(err, &hostname) || errors.As(err, &roots) || errors.As(err, &constraint) ||
+		errors.As(err, &critical) || errors.As(err, &algorithm)
+}
+
 // IsTransient reports whether err is a failure that may go away on its own
 // and so is worth retrying for a request that is safe to repeat: the
 // connection could not be made; PostgREST could not reach the database or
 // timed out waiting for a connection (503 PGRST000-PGRST002, 504
 // PGRST003); PostgreSQL reported a connection (class 08) or resource
 // (class 53) problem or an admin shutdown (57P01); or a gateway answered
-// 502, 503 or 504 without a PostgREST code, or the connection broke after
-// the request was sent. An acquire timeout (ErrAcquireTimeout: the pool
-// is saturated) is transient too, though WithRetry does not retry it, as
-// it has already waited AcquireTimeout. Other 4xx and 5xx answers, a
-// canceled ctx and ErrEmptyAuthToken are not transient.
+// 502, 503 or 504 without a PostgREST code; or the connection broke after
+// the request was sent (reset, EOF, a body cut mid-stream, no response
+// headers within Config.ResponseHeaderTimeout). An acquire timeout
+// (ErrAcquireTimeout: the pool is saturated) is transient too, though
+// WithRetry does not retry it, as it has already waited AcquireTimeout.
+// Other 4xx and 5xx answers, a request whose own ctx ended, an untrusted
+// server certificate, a request net/http refused to send (a header with a
+// newline, say) and ErrEmptyAuthToken are not transient.
 //
 // Transient does not mean safe to resend: for a write, see Error.NeverRan.
 func IsTransient(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil {
 		return false
+	}
+	var waited *retryWaitError
+	if errors.As(err, &waited) {
+		return false // ctx ended while WithRetry waited: the call is over
 	}
 	if errors.Is(err, ErrAcquireTimeout) || errors.Is(err, ErrPoolExhausted) {
 		return true
@@ -188,13 +250,15 @@ func IsTransient(err error) bool {
 	if errors.As(err, &e) {
 		return isTransient(e)
 	}
-	return neverSent(err) && !errors.Is(err, ErrEmptyAuthToken)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	return neverSent(err) && !permanent(err)
 }
 
 func isTransient(e *Error) bool {
 	if e.Status == 0 {
-		return e.Err != nil && !errors.Is(e.Err, ErrEmptyAuthToken) &&
-			!errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, context.DeadlineExceeded)
+		return e.Err != nil && !e.ctxEnded && !e.permanent
 	}
 	if statementNeverRan(e) {
 		return true
@@ -209,7 +273,7 @@ func isTransient(e *Error) bool {
 }
 
 // statementNeverRan reports whether the failure proves that the server did
-// not run the request's statement: the connection was never made, or
+// not run the request's statement: the request never left, or
 // PostgREST answered that it could not get to the database (PGRST000,
 // PGRST001, PGRST002 with 503; PGRST003 with 504).
 func statementNeverRan(e *Error) bool {

@@ -68,9 +68,15 @@ func (p *Pool) HealthCheck(ctx context.Context) Health {
 // testRequest sends the health check's request through c's own transport,
 // so that it carries the client's headers and goes through the pool.
 func (p *Pool) testRequest(ctx context.Context, c *supabase.Client) (int, error) {
+	var fail *Error // the client's transport records a failed answer here
+	ctx = context.WithValue(ctx, failSlotKey{}, &fail)
 	if t := p.cfg.HealthCheckTable; t != "" {
 		_, _, err := c.From(t).Select("*", "", false).Limit(1, "").ExecuteWithContext(ctx)
-		if err != nil {
+		switch {
+		case fail != nil:
+			// postgrest-go's error drops the status; the transport kept it.
+			return fail.Status, fail
+		case err != nil:
 			return 0, err
 		}
 		return http.StatusOK, nil
@@ -79,8 +85,6 @@ func (p *Pool) testRequest(ctx context.Context, c *supabase.Client) (int, error)
 	if err != nil {
 		return 0, err
 	}
-	var fail *Error // the client's transport records a failed answer here
-	ctx = context.WithValue(ctx, failSlotKey{}, &fail)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(p.url, "/")+supabase.REST_URL+"/", nil)
 	if err != nil {
 		return 0, err

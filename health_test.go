@@ -88,3 +88,16 @@ func TestHealthCheckUnreachable(t *testing.T) {
 	assert.Contains(t, h.Details.TestQuery.Error, "refused")
 	assert.NotContains(t, h.Details.TestQuery.Error, testKey)
 }
+
+// TestHealthCheckTableKeepsTheStatus: with HealthCheckTable set, a failed
+// answer's status is reported, as it is without the table.
+func TestHealthCheckTableKeepsTheStatus(t *testing.T) {
+	for _, rep := range []reply{pgrst000, {status: 503, body: `<html>503 Service Unavailable</html>`}} {
+		srv := newFakeREST(t, rep)
+		s := newService(t, srv.URL, supapool.Config{HealthCheckTable: "budgets"})
+		h := s.HealthCheck(context.Background())
+		assert.False(t, h.Healthy)
+		assert.Equal(t, 503, h.Details.TestQuery.Status, "%s", rep.body)
+		assert.NotEmpty(t, h.Details.TestQuery.Error)
+	}
+}

@@ -3,7 +3,9 @@ package supapool_test
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"io"
+	"log"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -142,6 +144,8 @@ type reply struct {
 	body       string
 	retryAfter string
 	drop       bool // read the request, then close the connection without answering
+	hang       bool // read the request and never answer: wait until the client gives up
+	cut        bool // answer status and body, but promise 1000 bytes more and close the connection mid-body
 }
 
 var (
@@ -158,7 +162,15 @@ var (
 	noAuthJWT   = reply{status: 401, body: `{"code":"PGRST301","message":"JWT expired"}`}
 	missingTbl  = reply{status: 404, body: `{"code":"42P01","message":"relation \"public.nope\" does not exist"}`}
 	successPost = reply{status: 201, body: `[{"id":1}]`}
+	hung        = reply{hang: true}
+	cut200      = reply{status: 200, body: `[{"id":1},{"id":`, cut: true}
+	// hugeError is a PostgREST error whose body is far beyond any bound a
+	// reader of error bodies may set: the code comes first, as PostgREST
+	// writes it, then a 100 KiB message.
+	hugeError = reply{status: 404, body: `{"code":"42P01","message":"` + hugeMessage + `","details":null,"hint":null}`}
 )
+
+var hugeMessage = strings.Repeat("relation does not exist; ", 4<<10)
 
 // fakeREST is an httptest server that answers from a script (the last
 // reply repeats) and counts the requests it read.
@@ -171,15 +183,45 @@ type fakeREST struct {
 
 func newFakeREST(t *testing.T, script ...reply) *fakeREST {
 	f := &fakeREST{script: script}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.Server = httptest.NewServer(f.handler())
+	t.Cleanup(f.Close)
+	return f
+}
+
+// newFakeRESTTLS is newFakeREST over TLS, with a certificate that no
+// client trusts (httptest's own): only clients built from f.Client()
+// could talk to it, and pools do not. Its handshake errors are not logged.
+func newFakeRESTTLS(t *testing.T, script ...reply) *fakeREST {
+	f := &fakeREST{script: script}
+	f.Server = httptest.NewUnstartedServer(f.handler())
+	f.Config.ErrorLog = log.New(io.Discard, "", 0)
+	f.StartTLS()
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeREST) handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		f.mu.Lock()
 		rep := f.script[min(f.requests, len(f.script)-1)]
 		f.requests++
 		f.mu.Unlock()
-		if rep.drop {
+		switch {
+		case rep.hang:
+			<-r.Context().Done() // the client closed the connection
+			return
+		case rep.drop:
 			conn, _, err := w.(http.Hijacker).Hijack()
 			if err == nil {
+				_ = conn.Close()
+			}
+			return
+		case rep.cut:
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				_, _ = fmt.Fprintf(conn, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+					rep.status, http.StatusText(rep.status), len(rep.body)+1000, rep.body)
 				_ = conn.Close()
 			}
 			return
@@ -190,9 +232,7 @@ func newFakeREST(t *testing.T, script ...reply) *fakeREST {
 		}
 		w.WriteHeader(rep.status)
 		_, _ = io.WriteString(w, rep.body)
-	}))
-	t.Cleanup(f.Close)
-	return f
+	})
 }
 
 func (f *fakeREST) count() int {

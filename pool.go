@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -177,12 +178,22 @@ func validateEndpoint(rawURL, key string) error {
 	if key == "" {
 		return fmt.Errorf("%w: key is empty; pass your project's API key (service-role or anon)", ErrInvalidConfig)
 	}
+	// The key goes out in the apikey and Authorization headers. Never
+	// quote it here: only say what is wrong with it.
+	if !validFieldValue(key) || strings.Trim(key, " \t") != key {
+		return fmt.Errorf("%w: key cannot be sent in an HTTP header: it has a control character (a trailing newline from an env file?) "+
+			"or leading or trailing spaces; pass the key exactly", ErrInvalidConfig)
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return fmt.Errorf("%w: url does not parse; pass an absolute http(s) URL", ErrInvalidConfig)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%w: url %q is not an absolute http(s) URL; pass e.g. https://<project>.supabase.co", ErrInvalidConfig, u.Redacted())
+	}
+	if !validHost(u.Host) {
+		return fmt.Errorf("%w: url %q has a host that cannot be sent in a Host header; use letters, digits, '-' and '.' "+
+			"(the xn-- form for international names)", ErrInvalidConfig, u.Redacted())
 	}
 	return nil
 }
@@ -243,8 +254,8 @@ func (p *Pool) newConn() *conn {
 
 // Acquire returns an idle client, or creates one while fewer than
 // MaxConnections exist, or else waits, in arrival order, until one is
-// released. The wait ends with ctx's error (errors.Is(err, ctx.Err())) when
-// ctx ends, with an error matching ErrAcquireTimeout after
+// released. The wait ends with an error that wraps ctx's (errors.Is(err,
+// ctx.Err())) when ctx ends, with an error matching ErrAcquireTimeout after
 // Config.AcquireTimeout, and with ErrPoolClosed when the pool is closed. A
 // wait that ends without a client leaves nothing behind; if ctx ends just
 // as a client is handed over, Acquire returns the client.
@@ -273,7 +284,7 @@ func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
 // acquire is Acquire without the binding: it returns the checked-out conn.
 func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, acquireEnded(err)
 	}
 	// Fast path: take an idle client first and lock mu only for the
 	// bookkeeping, which keeps the channel operation out of the critical
@@ -329,6 +340,12 @@ func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 	p.enqueueLocked(w)
 	p.mu.Unlock()
 	return p.wait(ctx, w)
+}
+
+// acquireEnded is Acquire's error when its ctx has ended: a supapool error
+// that matches ctx's.
+func acquireEnded(ctxErr error) error {
+	return fmt.Errorf("supapool: acquire: %w", ctxErr)
 }
 
 // takeIdleLocked checks out c, which the caller received from p.idle,
@@ -449,7 +466,7 @@ func (p *Pool) wait(ctx context.Context, w *waiter) (*conn, error) {
 				p.counts.canceled++
 				p.mu.Unlock()
 				p.waiterPool.Put(w)
-				return nil, ctx.Err()
+				return nil, acquireEnded(ctx.Err())
 			}
 			p.mu.Unlock()
 			// Served just before ctx ended: what it got is on its

@@ -2,9 +2,14 @@ package supapool_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +22,7 @@ import (
 	supabase "github.com/supabase-community/supabase-go"
 
 	"github.com/supapool/supapool"
+	"github.com/supapool/supapool/internal/clientpatch"
 )
 
 func TestNewCreatesMinConnections(t *testing.T) {
@@ -122,6 +128,29 @@ func TestAcquireWithDoneCtx(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	checkIdentities(t, p.Stats())
 	assert.Equal(t, 0, p.Stats().ActiveConnections)
+}
+
+// TestAcquireCtxErrorsArePoolErrors: when ctx has ended before Acquire or
+// ends while it waits, the error says it is the pool's and still matches
+// ctx's error.
+func TestAcquireCtxErrorsArePoolErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, supapool.Config{MaxConnections: 1})
+		held, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		ended, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err = p.Acquire(ended)
+		require.ErrorIs(t, err, context.Canceled)
+		assert.True(t, strings.HasPrefix(err.Error(), "supapool: "), err.Error())
+
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err = p.Acquire(ctx)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.True(t, strings.HasPrefix(err.Error(), "supapool: "), err.Error())
+		require.NoError(t, p.Release(held))
+	})
 }
 
 func TestAcquireTimeout(t *testing.T) {
@@ -519,6 +548,11 @@ func TestNewRejectsBadInputWithoutLeakingTheKey(t *testing.T) {
 		{"unparsable url", "http://[::1", testKey, supapool.DefaultConfig(), "does not parse"},
 		{"relative url", "example.supabase.co", testKey, supapool.DefaultConfig(), "not an absolute http(s) URL"},
 		{"bad config", "http://127.0.0.1:1", testKey, supapool.Config{MaxConnections: -1}, "MaxConnections"},
+		{"key with a trailing newline", "http://127.0.0.1:1", testKey + "\n", supapool.DefaultConfig(), "key cannot be sent"},
+		{"key with a NUL", "http://127.0.0.1:1", testKey[:8] + "\x00" + testKey[8:], supapool.DefaultConfig(), "key cannot be sent"},
+		{"key with a leading space", "http://127.0.0.1:1", " " + testKey, supapool.DefaultConfig(), "key cannot be sent"},
+		{"key with DEL", "http://127.0.0.1:1", testKey + "\x7f", supapool.DefaultConfig(), "key cannot be sent"},
+		{"url host not sendable", `http://exa"mple.supabase.co`, testKey, supapool.DefaultConfig(), "host"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -555,4 +589,67 @@ func TestDiscardAfterCloseIsCounted(t *testing.T) {
 	assert.Equal(t, 0, s.TotalConnections)
 	checkIdentities(t, s)
 	require.NoError(t, p.Close(context.Background()))
+}
+
+// FuzzNew: New accepts a URL and key only if a client made from them can
+// send its requests with net/http, the key arriving intact in apikey and
+// Authorization; and its error for those it refuses never quotes the key.
+// Every dial goes to a local server, whatever the URL's host.
+func FuzzNew(f *testing.F) {
+	for _, s := range [][2]string{
+		{"http://127.0.0.1:1", testKey}, {"https://abcdefgh.supabase.co", "eyJhbGciOiJIUzI1NiJ9.e30.c2ln"},
+		{"http://[::1]:8080/base", "key\twith\ttabs"}, {"https://user:pass@host.example", "ключ-非ASCII"},
+		{"http://host", testKey + "\n"}, {"http://host", " " + testKey}, {"http://host", testKey + "\r\nX: y"},
+		{"http://exa\"mple.com", testKey}, {"http://host:", testKey}, {"http://host?q=1", testKey}, {"http://host#f", testKey},
+		{"http://xn--nxasmq6b.example", testKey}, {"http://ünïcode.example", testKey}, {"ftp://host", testKey}, {"", ""},
+	} {
+		f.Add(s[0], s[1])
+	}
+	type sent struct{ host, apikey, auth string }
+	got := make(chan sent, 1)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- sent{r.Host, r.Header.Get("apikey"), r.Header.Get("Authorization")}:
+		default:
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `[]`)
+	})
+	plain, secure := httptest.NewServer(handler), httptest.NewTLSServer(handler)
+	f.Cleanup(plain.Close)
+	f.Cleanup(secure.Close)
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return new(net.Dialer).DialContext(ctx, network, plain.Listener.Addr().String())
+		},
+		DialTLSContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}}
+			return d.DialContext(ctx, network, secure.Listener.Addr().String())
+		},
+	}
+	f.Cleanup(tr.CloseIdleConnections)
+	f.Fuzz(func(t *testing.T, url, key string) {
+		p, err := supapool.New(url, key, supapool.Config{Transport: tr})
+		if err != nil {
+			require.ErrorIs(t, err, supapool.ErrInvalidConfig)
+			require.True(t, strings.HasPrefix(err.Error(), "supapool: "), err.Error())
+			if len(key) >= 4 && !strings.Contains(url, key) {
+				require.NotContains(t, err.Error(), key, "the error quotes the key")
+			}
+			return
+		}
+		defer func() { require.NoError(t, p.Close(context.Background())) }()
+		err = p.WithClient(context.Background(), func(ctx context.Context, c *supabase.Client) error {
+			// A client not bound to the pool's transport would reach the network.
+			if rt, err := clientpatch.Transport(c); err != nil || rt == nil {
+				t.Fatalf("client of an accepted URL is not bound to the pool: %v", err)
+			}
+			return read(ctx, c)
+		})
+		require.NoError(t, err, "New accepted url %q and a key that net/http cannot send", url)
+		s := <-got
+		assert.Equal(t, key, s.apikey)
+		assert.Equal(t, "Bearer "+key, s.auth)
+		assert.NotEmpty(t, s.host, "net/http sent no Host: it refused url %q's host", url)
+	})
 }

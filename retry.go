@@ -3,8 +3,8 @@ package supapool
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	supabase "github.com/supabase-community/supabase-go"
@@ -95,10 +95,23 @@ func (p *Pool) WithRetry(ctx context.Context, fn func(ctx context.Context, c *su
 			return err // the next attempt could not start before ctx ends
 		}
 		if werr := sleep(ctx, wait); werr != nil {
-			return fmt.Errorf("%w (last attempt: %w)", werr, err)
+			return &retryWaitError{ctxErr: werr, last: err}
 		}
 	}
 }
+
+// retryWaitError is WithRetry's error when ctx ends while it waits to
+// retry: it matches ctx's error and the last attempt's.
+type retryWaitError struct {
+	ctxErr, last error
+}
+
+func (e *retryWaitError) Error() string {
+	return "supapool: " + e.ctxErr.Error() + " while waiting to retry (last attempt: " +
+		strings.TrimPrefix(e.last.Error(), "supapool: ") + ")"
+}
+
+func (e *retryWaitError) Unwrap() []error { return []error{e.ctxErr, e.last} }
 
 // backoff is the wait before retry number n (1-based): full jitter over an
 // exponentially growing, capped window.

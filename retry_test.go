@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -97,12 +98,14 @@ func TestRetryTable(t *testing.T) {
 		{"502 html then ok", []reply{gateway502, ok200}, 2, 1, true, false, true, 502, ""},
 		{"504 no code then ok", []reply{gateway504, ok200}, 2, 1, true, false, true, 504, ""},
 		{"dropped then ok", []reply{dropped, ok200}, 2, 1, true, false, true, 0, ""},
+		{"no headers within ResponseHeaderTimeout then ok", []reply{hung, ok200}, 2, 1, true, false, true, 0, ""},
+		{"200 body cut mid-stream then ok", []reply{cut200, ok200}, 2, 1, true, false, true, 0, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, method := range []string{"GET", "POST"} {
 				srv := newFakeREST(t, tc.script...)
-				s := newService(t, srv.URL, supapool.Config{MaxRetries: 2})
+				s := newService(t, srv.URL, supapool.Config{MaxRetries: 2, ResponseHeaderTimeout: 300 * time.Millisecond})
 				op, wantSent, wantOK := read, tc.getSent, tc.getOK
 				if method == "POST" {
 					op, wantSent, wantOK = insert, tc.postSent, tc.postOK
@@ -271,4 +274,50 @@ func TestPoolWithRetryAndAcquireTimeoutIsTransient(t *testing.T) {
 	assert.Equal(t, 0, calls)
 	assert.EqualValues(t, 1, p.Stats().AcquireTimeouts, "WithRetry waited once, it did not retry the acquire")
 	require.NoError(t, p.Release(held))
+}
+
+// TestHugeRetryAfterEndsRetries: a Retry-After too large for a
+// time.Duration (or for an int) saturates instead of wrapping around, so
+// it ends the retries like any Retry-After beyond MaxRetryDelay.
+func TestHugeRetryAfterEndsRetries(t *testing.T) {
+	for _, ra := range []string{"10000000000", "18446744074", "99999999999999999999"} {
+		t.Run(ra, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rt := &scriptedRT{answer: func(int) *http.Response { return answer(503, ra, pgrst000.body) }}
+				p, err := supapool.New(unusedURL, testKey, supapool.Config{Transport: rt, MaxRetries: 3, MaxRetryDelay: 5 * time.Second})
+				require.NoError(t, err)
+				defer p.Close(context.Background())
+				err = p.WithRetry(context.Background(), read)
+				var pe *supapool.Error
+				require.ErrorAs(t, err, &pe)
+				assert.Greater(t, pe.RetryAfter, 5*time.Second)
+				assert.EqualValues(t, 1, rt.calls.Load(), "the server asked for more than MaxRetryDelay")
+			})
+		})
+	}
+}
+
+// TestRetryCtxEndDuringWaitIsAPoolError: when ctx ends while WithRetry
+// waits to retry, its error is a supapool error that matches both ctx's
+// error and the last attempt's.
+func TestRetryCtxEndDuringWaitIsAPoolError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rt := &scriptedRT{answer: func(int) *http.Response { return answer(503, "", pgrst000.body) }}
+		p, err := supapool.New(unusedURL, testKey, supapool.Config{Transport: rt, MaxRetries: 3, RetryDelay: time.Hour, MaxRetryDelay: time.Hour})
+		require.NoError(t, err)
+		defer p.Close(context.Background())
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- p.WithRetry(ctx, read) }()
+		synctest.Wait() // the first attempt failed; WithRetry waits to retry
+		cancel()
+		err = <-errc
+		assert.True(t, strings.HasPrefix(err.Error(), "supapool: "), err.Error())
+		require.ErrorIs(t, err, context.Canceled)
+		var pe *supapool.Error
+		require.ErrorAs(t, err, &pe, "the last attempt's error is kept")
+		assert.Equal(t, "PGRST000", pe.Code)
+		assert.False(t, supapool.IsTransient(err), "the caller's call is over")
+		assert.EqualValues(t, 1, rt.calls.Load())
+	})
 }

@@ -14,3 +14,7 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go test -race -count=1 -timeout 8m ./...
+# The fuzz targets, briefly: their seed corpora ran above as ordinary tests.
+for target in FuzzRetryAfter FuzzErrorBody FuzzNew; do
+  go test -run '^$' -fuzz "^${target}\$" -fuzztime 5s .
+done
