@@ -43,15 +43,21 @@
 // # Observability
 //
 // Stats returns a consistent snapshot in the spirit of database/sql's
-// DBStats. HealthCheck and HealthHandler probe PostgREST through the pool;
-// Middleware adds X-Pool-* headers to responses.
+// DBStats; it is also a slog value. HealthCheck and HealthHandler probe
+// PostgREST through the pool; Middleware adds X-Pool-* headers to
+// responses. Observe attaches a function to a live pool's events (acquires
+// with their wait, releases with the time held, creations, closes with the
+// reason, timeouts, leaks, requests): the nested modules
+// github.com/supapool/supapool/prometheus and .../otel export them as
+// metrics. Config.LeakThreshold reports clients held too long, with the
+// stack that acquired them; Config.Logger gets the pool's events at Debug.
 //
 // # Lifecycle
 //
-// New starts the pool's single reaper goroutine, which shrinks the pool
-// back to MinConnections once clients have been surplus for IdleTimeout
-// and retires clients past MaxLifetime; Close stops it and waits for the
-// clients in use to come back. No key or token ever appears in the pool's
+// New starts the pool's reaper goroutine, which shrinks the pool back to
+// MinConnections once clients have been surplus for IdleTimeout and
+// retires clients past MaxLifetime, and, with LeakThreshold, the leak
+// checker; Close stops them and waits for the clients in use to come back. No key or token ever appears in the pool's
 // errors, logs, Stats or health reports.
 //
 // # Where things are
@@ -62,12 +68,15 @@
 //	pool_config.go  Config, its presets, Validate and the defaults
 //	pool_stats.go   Stats, the snapshot and its identities
 //	reaper.go       the background goroutine: idle shrinking and MaxLifetime
+//	observer.go     Pool.Observe, Event, the pool's hooks into it and its Debug lines
+//	leak.go         LeakThreshold: the acquirer's stack and the leak checker goroutine
 //	instance.go     Instance, the process-wide registry of pools
 //	service.go      Pool.WithClient (one attempt) and PooledService
 //	retry.go        Pool.WithRetry, its options and backoff
 //	errors.go       Error, the sentinels, AcquireTimeoutError, IsTransient, NeverRan
 //	wire.go         the per-attempt record of what happened on the wire
 //	transport.go    the pool's sized http.Transport and the RoundTripper clients use
+//	observe_transport.go  Config.WrapTransport and the layer that reports requests
 //	auth.go         WithAuthToken, request-scoped user tokens
 //	health.go       HealthCheck and its result types
 //	http.go         HealthHandler and the X-Pool-* middleware

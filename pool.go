@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/supabase-community/gotrue-go"
@@ -28,7 +29,8 @@ import (
 // shares the bookkeeping under mu, in particular lowIdle (lowered here
 // whenever a client is checked out or destroyed, read and reset by the
 // reaper at the end of each window) and conn.expired (set by the reaper,
-// acted on here when a client is taken or comes back).
+// acted on here when a client is taken or comes back). With
+// Config.LeakThreshold, New also starts the leak checker (leak.go).
 type Pool struct {
 	url   string
 	creds *credentials // behind a pointer so that printing a Pool shows no key
@@ -48,12 +50,14 @@ type Pool struct {
 	idle       chan *conn
 	done       chan struct{} // closed by Close: the reaper stops
 	reaperDone chan struct{} // closed when the reaper has returned
+	leakDone   chan struct{} // closed when the leak checker has returned; nil without LeakThreshold
 	drained    chan struct{} // closed when the pool is closed and no client is left
 	waiterPool sync.Pool     // *waiter, so that waiting allocates nothing
 	// epoch is when the pool was made; read-only after New. The wait path
 	// measures time as time.Since(epoch), which reads only the monotonic
 	// clock: half the cost of time.Now.
 	epoch time.Time
+	obs   atomic.Pointer[observers] // what Observe attached; nil: nothing (observer.go)
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -78,7 +82,7 @@ type credentials struct{ key string }
 type counters struct {
 	acquired, released, created, destroyed int64
 	waits, timeouts, canceled, discarded   int64
-	idleClosed, lifetimeClosed             int64
+	idleClosed, lifetimeClosed, leaks      int64
 }
 
 // conn is one pooled client and its bookkeeping. Guarded by Pool.mu, except
@@ -90,6 +94,8 @@ type conn struct {
 	expiresAt time.Duration   // end of life as time.Since(Pool.epoch); 0: no MaxLifetime
 	active    bool            // checked out
 	expired   bool            // past expiresAt (set by the reaper or on take/release): destroyed instead of reused
+	outAt     time.Duration   // checked out at, as time.Since(Pool.epoch); -1: not stamped (stampLocked)
+	leak      leakRecord      // the checkout as the leak checker sees it (leak.go)
 }
 
 // expiredLocked reports whether c is past its MaxLifetime, and marks it so.
@@ -130,6 +136,11 @@ func New(url, key string, cfg Config) (*Pool, error) {
 		p.own = newOwnTransport(cfg)
 		base = p.own
 	}
+	base, err := wrapTransport(cfg, base)
+	if err != nil {
+		return nil, err
+	}
+	base = &observeTransport{p: p, base: base}
 	p.rt = &poolTransport{base: base}
 	if err := clientpatch.Check(); err != nil {
 		p.log.Warn("supapool: cannot bind clients to the pool's transport; they will use http.DefaultTransport and MaxConnections will not bound TCP connections",
@@ -145,6 +156,12 @@ func New(url, key string, cfg Config) (*Pool, error) {
 	// expired clients; it shares mu's bookkeeping and exits when Close
 	// closes p.done.
 	go p.reaper()
+	if cfg.LeakThreshold > 0 {
+		// The leak checker (leak.go) reads the checkout records under mu
+		// and exits, like the reaper, when Close closes p.done.
+		p.leakDone = make(chan struct{})
+		go p.leakChecker()
+	}
 	return p, nil
 }
 
@@ -193,6 +210,7 @@ func (p *Pool) newConnLocked() *conn {
 
 // newConn builds a client bound to the pool's transport. It needs no lock.
 func (p *Pool) newConn() *conn {
+	start := time.Since(p.epoch)
 	// NewClient fails only for an empty URL or key, which New rejects.
 	client, err := supabase.NewClient(p.url, p.creds.key, p.cfg.ClientOptions)
 	if err != nil {
@@ -209,6 +227,7 @@ func (p *Pool) newConn() *conn {
 		}
 		c.expiresAt = time.Since(p.epoch) + life
 	}
+	p.created(time.Since(p.epoch) - start)
 	return c
 }
 
@@ -231,10 +250,11 @@ func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
 	// section.
 	select {
 	case c := <-p.idle:
+		now := p.stamp() // outside the lock
 		p.mu.Lock()
-		client, err := p.takeIdleLocked(c)
+		client, err := p.takeIdleLocked(c, now)
 		p.mu.Unlock()
-		return client, err
+		return p.acquired(client, err, 0)
 	default:
 	}
 	p.mu.Lock()
@@ -248,9 +268,9 @@ func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
 	if p.waiting == 0 {
 		select {
 		case c := <-p.idle:
-			client, err := p.takeIdleLocked(c)
+			client, err := p.takeIdleLocked(c, p.stamp())
 			p.mu.Unlock()
-			return client, err
+			return p.acquired(client, err, 0)
 		default:
 		}
 	}
@@ -264,9 +284,10 @@ func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
 		c := p.newConn()
 		c.active = true
 		p.mu.Lock()
+		c.outAt = p.stamp()
 		p.conns[c.client] = c
 		p.mu.Unlock()
-		return c.client, nil
+		return p.acquired(c.client, nil, 0)
 	}
 	w := p.getWaiter()
 	p.enqueueLocked(w)
@@ -275,17 +296,17 @@ func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
 }
 
 // takeIdleLocked checks out c, which the caller received from p.idle,
-// replacing it first if it is past its MaxLifetime.
-func (p *Pool) takeIdleLocked(c *conn) (*supabase.Client, error) {
+// replacing it first if it is past its MaxLifetime; now is p.stamp().
+func (p *Pool) takeIdleLocked(c *conn, now time.Duration) (*supabase.Client, error) {
 	if p.closed {
 		// Close drained p.idle while the fast path held c.
-		p.destroyLocked(c)
+		p.destroyLocked(c, ClosePool)
 		return nil, ErrPoolClosed
 	}
 	if p.expiredLocked(c) {
 		c = p.renewLocked(c)
 	}
-	p.checkoutLocked(c)
+	p.checkoutLocked(c, now)
 	return c.client, nil
 }
 
@@ -305,6 +326,7 @@ type waiter struct {
 	// Guarded by Pool.mu, except that the waiter reads err without it
 	// after receiving from ready (it is set before the send).
 	start      time.Duration // when the wait began, as time.Since(Pool.epoch)
+	waited     time.Duration // how long it waited, once off the queue; read like err
 	prev, next *waiter       // neighbours in the queue
 	queued     bool          // in the queue
 	err        error         // why the wait failed, with a nil value on ready
@@ -353,6 +375,7 @@ func (p *Pool) unqueueLocked(w *waiter, now time.Duration) time.Duration {
 	p.waiting--
 	waited := now - w.start
 	p.waitDuration += waited
+	w.waited = waited
 	return waited
 }
 
@@ -367,8 +390,9 @@ func (p *Pool) handOffLocked(c *conn) *waiter {
 		p.idle <- c
 		return nil
 	}
-	p.unqueueLocked(w, time.Since(p.epoch))
-	p.checkoutLocked(c)
+	now := time.Since(p.epoch)
+	p.unqueueLocked(w, now)
+	p.checkoutLocked(c, now)
 	return w
 }
 
@@ -383,8 +407,9 @@ func (p *Pool) wait(ctx context.Context, w *waiter) (*supabase.Client, error) {
 		case <-done:
 			p.mu.Lock()
 			if w.queued {
-				p.unqueueLocked(w, time.Since(p.epoch))
+				waited := p.unqueueLocked(w, time.Since(p.epoch))
 				p.counts.canceled++
+				p.emit(Event{Kind: EventCancel, Duration: waited})
 				p.mu.Unlock()
 				p.waiterPool.Put(w)
 				return nil, ctx.Err()
@@ -397,13 +422,13 @@ func (p *Pool) wait(ctx context.Context, w *waiter) (*supabase.Client, error) {
 			c = <-w.ready
 		}
 	}
-	err := w.err
+	err, waited := w.err, w.waited
 	w.err = nil
 	p.waiterPool.Put(w)
 	if c == nil {
 		return nil, err
 	}
-	return c.client, nil
+	return p.acquired(c.client, nil, waited)
 }
 
 // armTimerLocked sets the wait timer to run expireWaiters after d.
@@ -437,14 +462,16 @@ func (p *Pool) expireWaiters() {
 		}
 		waited := p.unqueueLocked(w, now)
 		p.counts.timeouts++
+		p.timedOutLocked(waited)
 		w.err = &AcquireTimeoutError{Waited: waited, Stats: p.statsLocked()}
 		w.ready <- nil
 	}
 }
 
-// checkoutLocked marks c as checked out.
-func (p *Pool) checkoutLocked(c *conn) {
+// checkoutLocked marks c as checked out at now (see stamp).
+func (p *Pool) checkoutLocked(c *conn, now time.Duration) {
 	c.active = true
+	c.outAt = now
 	p.active++
 	p.counts.acquired++
 	if idle := p.total - p.active; idle < p.lowIdle {
@@ -461,15 +488,17 @@ func (p *Pool) renewLocked(c *conn) *conn {
 	p.counts.destroyed++
 	delete(p.conns, c.client)
 	p.total--
+	p.destroyedLocked(CloseLifetime)
 	return p.newConnLocked()
 }
 
-// destroyLocked forgets c, which is not checked out and not in p.idle. If
-// callers are waiting, it creates a replacement for them.
-func (p *Pool) destroyLocked(c *conn) {
+// destroyLocked forgets c, which is not checked out and not in p.idle, for
+// reason. If callers are waiting, it creates a replacement for them.
+func (p *Pool) destroyLocked(c *conn, reason CloseReason) {
 	delete(p.conns, c.client)
 	p.total--
 	p.counts.destroyed++
+	p.destroyedLocked(reason)
 	if idle := p.total - p.active; idle < p.lowIdle {
 		p.lowIdle = idle
 	}
@@ -511,6 +540,7 @@ func (p *Pool) put(client *supabase.Client, discard bool) error {
 	if client == nil {
 		return ErrUnknownClient
 	}
+	now := p.stamp() // outside the lock
 	p.mu.Lock()
 	c := p.conns[client]
 	if c == nil || !c.active {
@@ -520,16 +550,17 @@ func (p *Pool) put(client *supabase.Client, discard bool) error {
 	c.active = false
 	p.active--
 	p.counts.released++
+	ci := p.checkinLocked(c, now)
 	var w *waiter // to be handed c
 	switch {
 	case discard || client.Auth != c.auth || client.Storage != c.storage:
 		p.counts.discarded++
-		p.destroyLocked(c)
+		p.destroyLocked(c, CloseDiscarded)
 	case p.closed:
-		p.destroyLocked(c)
+		p.destroyLocked(c, ClosePool)
 	case p.expiredLocked(c):
 		p.counts.lifetimeClosed++
-		p.destroyLocked(c)
+		p.destroyLocked(c, CloseLifetime)
 	default:
 		w = p.handOffLocked(c)
 	}
@@ -537,6 +568,7 @@ func (p *Pool) put(client *supabase.Client, discard bool) error {
 	if w != nil {
 		w.ready <- c
 	}
+	p.returned(ci)
 	return nil
 }
 
@@ -566,6 +598,7 @@ func (p *Pool) statsLocked() Stats {
 		Discarded:            p.counts.discarded,
 		IdleClosed:           p.counts.idleClosed,
 		LifetimeClosed:       p.counts.lifetimeClosed,
+		Leaks:                p.counts.leaks,
 		Closed:               p.closed,
 	}
 }
@@ -579,7 +612,8 @@ func (p *Pool) statsLocked() Stats {
 // pool's own transport's idle connections are closed either way.
 func (p *Pool) Close(ctx context.Context) error {
 	p.mu.Lock()
-	if !p.closed {
+	closing := !p.closed
+	if closing {
 		p.closed = true
 		close(p.done)
 		if p.waitTimer != nil {
@@ -597,7 +631,7 @@ func (p *Pool) Close(ctx context.Context) error {
 		for {
 			select {
 			case c := <-p.idle:
-				p.destroyLocked(c)
+				p.destroyLocked(c, ClosePool)
 			default:
 				break drain
 			}
@@ -605,6 +639,9 @@ func (p *Pool) Close(ctx context.Context) error {
 		p.signalDrainedLocked()
 	}
 	p.mu.Unlock()
+	if closing {
+		p.emit(Event{Kind: EventClose})
+	}
 	defer func() {
 		if p.own != nil {
 			p.own.CloseIdleConnections()
@@ -613,6 +650,9 @@ func (p *Pool) Close(ctx context.Context) error {
 	// The reaper does no I/O and never blocks but on mu, which is free
 	// now: it returns promptly, so Close waits for it whatever ctx says.
 	<-p.reaperDone
+	if p.leakDone != nil {
+		<-p.leakDone // likewise
+	}
 	select {
 	case <-p.drained:
 		return nil // even if ctx has ended: there is nothing left to wait for

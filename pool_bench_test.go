@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 //
 //	go test -run '^$' -bench 'Pool' -benchmem -count 10 . | tee bench.txt
 //
-// A case is named by its goroutines and pool size.
+// A case is named by its goroutines and pool size; "observed" is supapool
+// with an observer attached (Pool.Observe).
 var benchCases = []struct {
 	name       string
 	goroutines int // 1 means a plain loop, uncontended
@@ -33,25 +35,8 @@ var benchCases = []struct {
 
 func BenchmarkPool(b *testing.B) {
 	for _, bc := range benchCases {
-		b.Run(bc.name+"/supapool", func(b *testing.B) {
-			p, err := supapool.New(unusedURL, testKey, supapool.Config{
-				MaxConnections: bc.size, MinConnections: bc.size, AcquireTimeout: time.Minute,
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer p.Close(context.Background())
-			ctx := context.Background()
-			run(b, bc.goroutines, func() {
-				c, err := p.Acquire(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := p.Release(c); err != nil {
-					b.Fatal(err)
-				}
-			})
-		})
+		b.Run(bc.name+"/supapool", func(b *testing.B) { benchSupapool(b, bc.goroutines, bc.size, false) })
+		b.Run(bc.name+"/observed", func(b *testing.B) { benchSupapool(b, bc.goroutines, bc.size, true) })
 		b.Run(bc.name+"/puddle", func(b *testing.B) {
 			p, err := puddle.NewPool(&puddle.Config[*supabase.Client]{
 				Constructor: func(context.Context) (*supabase.Client, error) {
@@ -79,6 +64,36 @@ func BenchmarkPool(b *testing.B) {
 			})
 		})
 	}
+}
+
+// benchSupapool is a case on supapool; with observed, an observer like a
+// metrics exporter's (a count and a sum per event, shared by all
+// goroutines) is attached.
+func benchSupapool(b *testing.B, goroutines, size int, observed bool) {
+	p, err := supapool.New(unusedURL, testKey, supapool.Config{
+		MaxConnections: size, MinConnections: size, AcquireTimeout: time.Minute,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	if observed {
+		var events, total atomic.Int64
+		defer p.Observe(func(e supapool.Event) {
+			events.Add(1)
+			total.Add(int64(e.Duration))
+		})()
+	}
+	ctx := context.Background()
+	run(b, goroutines, func() {
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := p.Release(c); err != nil {
+			b.Fatal(err)
+		}
+	})
 }
 
 // run calls op b.N times, from one goroutine or spread over g goroutines.
