@@ -146,7 +146,7 @@ func (p *Pool) emit(e Event) {
 
 // stamp is the time of a checkout or a checkin: time.Since(p.epoch) when
 // someone will read it (an observer or the leak checker), or -1, which
-// costs no clock reading. Callers read it before taking the lock.
+// costs no clock reading. The hot paths read it before taking the lock.
 func (p *Pool) stamp() time.Duration {
 	if p.obs.Load() == nil && p.cfg.LeakThreshold <= 0 {
 		return -1

@@ -94,7 +94,7 @@ type conn struct {
 	expiresAt time.Duration   // end of life as time.Since(Pool.epoch); 0: no MaxLifetime
 	active    bool            // checked out
 	expired   bool            // past expiresAt (set by the reaper or on take/release): destroyed instead of reused
-	outAt     time.Duration   // checked out at, as time.Since(Pool.epoch); -1: not stamped (stampLocked)
+	outAt     time.Duration   // checked out at, as time.Since(Pool.epoch); -1: not stamped (see stamp)
 	leak      leakRecord      // the checkout as the leak checker sees it (leak.go)
 }
 
@@ -283,8 +283,8 @@ func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
 		p.mu.Unlock()
 		c := p.newConn()
 		c.active = true
-		p.mu.Lock()
 		c.outAt = p.stamp()
+		p.mu.Lock()
 		p.conns[c.client] = c
 		p.mu.Unlock()
 		return p.acquired(c.client, nil, 0)
