@@ -45,6 +45,17 @@ type logBuffer struct {
 	b  bytes.Buffer
 }
 
+// takeKind returns the events of kind k so far and forgets all events.
+func (r *recorder) takeKind(k supapool.EventKind) []supapool.Event {
+	var out []supapool.Event
+	for _, e := range r.take() {
+		if e.Kind == k {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -188,12 +199,7 @@ func TestObserverSeesRequests(t *testing.T) {
 	require.Error(t, s.WithClient(ctx, read))
 	require.NoError(t, s.WithClient(ctx, read))
 
-	var reqs []supapool.Event
-	for _, e := range r.take() {
-		if e.Kind == supapool.EventRequest {
-			reqs = append(reqs, e)
-		}
-	}
+	reqs := r.takeKind(supapool.EventRequest)
 	require.Len(t, reqs, 2)
 	assert.Equal(t, http.MethodGet, reqs[0].Method)
 	assert.Equal(t, 503, reqs[0].Status)
@@ -204,12 +210,7 @@ func TestObserverSeesRequests(t *testing.T) {
 	refused := newService(t, unusedURL, supapool.Config{})
 	refused.Pool().Observe(r.observe)
 	require.Error(t, refused.WithClient(ctx, read))
-	var failed []supapool.Event
-	for _, e := range r.take() {
-		if e.Kind == supapool.EventRequest {
-			failed = append(failed, e)
-		}
-	}
+	failed := r.takeKind(supapool.EventRequest)
 	require.Len(t, failed, 1)
 	assert.Error(t, failed[0].Err)
 	assert.Zero(t, failed[0].Status)
