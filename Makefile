@@ -25,7 +25,8 @@ bench:
 setup:
 	./scripts/setup-stack.sh
 
-# Formatting and vet only.
+# Formatting and vet only, in every module.
 check:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt would change the files above"; exit 1; }
 	go vet ./...
+	for m in prometheus otel examples/categories; do (cd $$m && go vet ./...) || exit 1; done

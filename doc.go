@@ -44,15 +44,21 @@
 // # Observability
 //
 // Stats returns a consistent snapshot in the spirit of database/sql's
-// DBStats. HealthCheck and HealthHandler probe PostgREST through the pool;
-// Middleware adds X-Pool-* headers to responses.
+// DBStats; it is also a slog value. HealthCheck and HealthHandler probe
+// PostgREST through the pool; Middleware adds X-Pool-* headers to
+// responses. Observe attaches a function to a live pool's events (acquires
+// with their wait, releases with the time held, creations, closes with the
+// reason, timeouts, leaks, requests): the nested modules
+// github.com/supapool/supapool/prometheus and .../otel export them as
+// metrics. Config.LeakThreshold reports clients held too long, with the
+// stack that acquired them; Config.Logger gets the pool's events at Debug.
 //
 // # Lifecycle
 //
-// New starts the pool's single reaper goroutine, which shrinks the pool
-// back to MinConnections once clients have been surplus for IdleTimeout
-// and retires clients past MaxLifetime; Close stops it and waits for the
-// clients in use to come back. No key or token ever appears in the pool's
+// New starts the pool's reaper goroutine, which shrinks the pool back to
+// MinConnections once clients have been surplus for IdleTimeout and
+// retires clients past MaxLifetime, and, with LeakThreshold, the leak
+// checker; Close stops them and waits for the clients in use to come back. No key or token ever appears in the pool's
 // errors, logs, Stats or health reports.
 //
 // # Where things are
@@ -64,6 +70,8 @@
 //	pool_stats.go   Stats, the snapshot and its identities
 //	reaper.go       the background goroutine: idle shrinking and MaxLifetime
 //	resize.go       Reset and SetMaxConnections: changing the pool while it serves
+//	observer.go     Pool.Observe, Event, the pool's hooks into it and its Debug lines
+//	leak.go         LeakThreshold: the acquirer's stack and the leak checker goroutine
 //	instance.go     Instance, the process-wide registry of pools
 //	checkout.go     each client's own RoundTripper: the principal, wire record and ctx of its checkout
 //	service.go      Pool.WithClient (one attempt) and PooledService
@@ -72,6 +80,7 @@
 //	errors.go       Error, the sentinels, the error types, IsTransient, NeverRan
 //	wire.go         classifying a round trip, and the per-attempt record of them
 //	transport.go    the pool's own sized http.Transport
+//	observe_transport.go  Config.WrapTransport and the layer that reports requests
 //	auth.go         WithAuthToken, request-scoped user tokens
 //	health.go       HealthCheck and its result types
 //	http.go         HealthHandler and the X-Pool-* middleware

@@ -31,7 +31,8 @@ import (
 // shares the bookkeeping under mu, in particular lowIdle (lowered here
 // whenever a client is checked out or destroyed, read and reset by the
 // reaper at the end of each window) and conn.expired (set by the reaper,
-// acted on here when a client is taken or comes back).
+// acted on here when a client is taken or comes back). With
+// Config.LeakThreshold, New also starts the leak checker (leak.go).
 type Pool struct {
 	url   string
 	creds *credentials // behind a pointer so that printing a Pool shows no key
@@ -53,12 +54,14 @@ type Pool struct {
 	idle       atomic.Pointer[chan *conn]
 	done       chan struct{} // closed by Close: the reaper stops
 	reaperDone chan struct{} // closed when the reaper has returned
+	leakDone   chan struct{} // closed when the leak checker has returned; nil without LeakThreshold
 	drained    chan struct{} // closed when the pool is closed and no client is left
 	waiterPool sync.Pool     // *waiter, so that waiting allocates nothing
 	// epoch is when the pool was made; read-only after New. The wait path
 	// measures time as time.Since(epoch), which reads only the monotonic
 	// clock: half the cost of time.Now.
 	epoch time.Time
+	obs   atomic.Pointer[observers] // what Observe attached; nil: nothing (observer.go)
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -90,7 +93,7 @@ type credentials struct{ key string }
 type counters struct {
 	acquired, released, created, destroyed int64
 	waits, timeouts, canceled, discarded   int64
-	idleClosed, lifetimeClosed             int64
+	idleClosed, lifetimeClosed, leaks      int64
 	rejected, resets, resetClosed          int64
 	resizeClosed                           int64
 }
@@ -111,6 +114,8 @@ type conn struct {
 	expired   bool                     // past expiresAt (set by the reaper or on take/release): destroyed instead of reused
 	gen       int64                    // Pool.gen when created: older clients are retired (Reset)
 	seq       int64                    // counts.acquired at its latest checkout
+	outAt     time.Duration            // checked out at, as time.Since(Pool.epoch); -1: not stamped (see stamp)
+	leak      leakRecord               // the checkout as the leak checker sees it (leak.go)
 }
 
 // expiredLocked reports whether c is past its MaxLifetime, and marks it so.
@@ -153,6 +158,11 @@ func New(url, key string, cfg Config) (*Pool, error) {
 		p.own = newOwnTransport(cfg)
 		base = p.own
 	}
+	base, err := wrapTransport(cfg, base)
+	if err != nil {
+		return nil, err
+	}
+	base = &observeTransport{p: p, base: base}
 	p.rt = base
 	if err := clientpatch.Check(); err != nil {
 		p.log.Warn("supapool: cannot bind clients to the pool's transport; they will use http.DefaultTransport and MaxConnections will not bound TCP connections",
@@ -168,6 +178,12 @@ func New(url, key string, cfg Config) (*Pool, error) {
 	// expired clients; it shares mu's bookkeeping and exits when Close
 	// closes p.done.
 	go p.reaper()
+	if cfg.LeakThreshold > 0 {
+		// The leak checker (leak.go) reads the checkout records under mu
+		// and exits, like the reaper, when Close closes p.done.
+		p.leakDone = make(chan struct{})
+		go p.leakChecker()
+	}
 	return p, nil
 }
 
@@ -230,6 +246,7 @@ func (p *Pool) newConnLocked() *conn {
 
 // newConn builds a client bound to the pool's transport. It needs no lock.
 func (p *Pool) newConn() *conn {
+	start := time.Since(p.epoch)
 	// NewClient fails only for an empty URL or key, which New rejects.
 	client, err := supabase.NewClient(p.url, p.creds.key, p.cfg.ClientOptions)
 	if err != nil {
@@ -249,6 +266,7 @@ func (p *Pool) newConn() *conn {
 		}
 		c.expiresAt = time.Since(p.epoch) + life
 	}
+	p.created(time.Since(p.epoch) - start)
 	return c
 }
 
@@ -291,10 +309,11 @@ func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 	// section.
 	select {
 	case c := <-p.idleCh():
+		now := p.stamp() // outside the lock
 		p.mu.Lock()
-		client, err := p.takeIdleLocked(c)
+		client, err := p.takeIdleLocked(c, now)
 		p.mu.Unlock()
-		return client, err
+		return p.acquired(client, err, 0)
 	default:
 	}
 	p.mu.Lock()
@@ -308,9 +327,9 @@ func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 	if p.waiting == 0 {
 		select {
 		case c := <-p.idleCh():
-			client, err := p.takeIdleLocked(c)
+			client, err := p.takeIdleLocked(c, p.stamp())
 			p.mu.Unlock()
-			return client, err
+			return p.acquired(client, err, 0)
 		default:
 		}
 	}
@@ -324,11 +343,12 @@ func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 		p.mu.Unlock()
 		c := p.newConn()
 		c.active, c.seq = true, seq
+		c.outAt = p.stamp()
 		p.mu.Lock()
 		c.gen = p.gen
 		p.conns[c.client] = c
 		p.mu.Unlock()
-		return c, nil
+		return p.acquired(c, nil, 0)
 	}
 	if m := p.cfg.MaxWaiting; m > 0 && p.waiting >= m {
 		p.counts.rejected++
@@ -349,22 +369,23 @@ func acquireEnded(ctxErr error) error {
 }
 
 // takeIdleLocked checks out c, which the caller received from p.idle,
-// replacing it first if it is past its MaxLifetime.
-func (p *Pool) takeIdleLocked(c *conn) (*conn, error) {
+// replacing it first if it is past its MaxLifetime or retired by Reset;
+// now is p.stamp().
+func (p *Pool) takeIdleLocked(c *conn, now time.Duration) (*conn, error) {
 	if p.closed {
 		// Close drained p.idle while the fast path held c.
-		p.destroyLocked(c)
+		p.destroyLocked(c, ClosePool)
 		return nil, ErrPoolClosed
 	}
 	switch {
 	case c.gen != p.gen:
 		p.counts.resetClosed++
-		c = p.renewLocked(c)
+		c = p.renewLocked(c, CloseReset)
 	case p.expiredLocked(c):
 		p.counts.lifetimeClosed++
-		c = p.renewLocked(c)
+		c = p.renewLocked(c, CloseLifetime)
 	}
-	p.checkoutLocked(c)
+	p.checkoutLocked(c, now)
 	return c, nil
 }
 
@@ -384,6 +405,7 @@ type waiter struct {
 	// Guarded by Pool.mu, except that the waiter reads err without it
 	// after receiving from ready (it is set before the send).
 	start      time.Duration // when the wait began, as time.Since(Pool.epoch)
+	waited     time.Duration // how long it waited, once off the queue; read like err
 	prev, next *waiter       // neighbours in the queue
 	queued     bool          // in the queue
 	err        error         // why the wait failed, with a nil value on ready
@@ -432,6 +454,7 @@ func (p *Pool) unqueueLocked(w *waiter, now time.Duration) time.Duration {
 	p.waiting--
 	waited := now - w.start
 	p.waitDuration += waited
+	w.waited = waited
 	return waited
 }
 
@@ -446,8 +469,9 @@ func (p *Pool) handOffLocked(c *conn) *waiter {
 		p.idleCh() <- c
 		return nil
 	}
-	p.unqueueLocked(w, time.Since(p.epoch))
-	p.checkoutLocked(c)
+	now := time.Since(p.epoch)
+	p.unqueueLocked(w, now)
+	p.checkoutLocked(c, now)
 	return w
 }
 
@@ -462,8 +486,9 @@ func (p *Pool) wait(ctx context.Context, w *waiter) (*conn, error) {
 		case <-done:
 			p.mu.Lock()
 			if w.queued {
-				p.unqueueLocked(w, time.Since(p.epoch))
+				waited := p.unqueueLocked(w, time.Since(p.epoch))
 				p.counts.canceled++
+				p.emit(Event{Kind: EventCancel, Duration: waited})
 				p.mu.Unlock()
 				p.waiterPool.Put(w)
 				return nil, acquireEnded(ctx.Err())
@@ -476,13 +501,13 @@ func (p *Pool) wait(ctx context.Context, w *waiter) (*conn, error) {
 			c = <-w.ready
 		}
 	}
-	err := w.err
+	err, waited := w.err, w.waited
 	w.err = nil
 	p.waiterPool.Put(w)
 	if c == nil {
 		return nil, err
 	}
-	return c, nil
+	return p.acquired(c, nil, waited)
 }
 
 // armTimerLocked sets the wait timer to run expireWaiters after d.
@@ -516,6 +541,7 @@ func (p *Pool) expireWaiters() {
 		}
 		waited := p.unqueueLocked(w, now)
 		p.counts.timeouts++
+		p.timedOutLocked(waited)
 		w.err = &AcquireTimeoutError{Waited: waited, Stats: p.statsLocked()}
 		w.ready <- nil
 	}
@@ -524,9 +550,10 @@ func (p *Pool) expireWaiters() {
 // idleCh returns the channel of idle clients in force.
 func (p *Pool) idleCh() chan *conn { return *p.idle.Load() }
 
-// checkoutLocked marks c as checked out.
-func (p *Pool) checkoutLocked(c *conn) {
+// checkoutLocked marks c as checked out at now (see stamp).
+func (p *Pool) checkoutLocked(c *conn, now time.Duration) {
 	c.active = true
+	c.outAt = now
 	p.active++
 	p.counts.acquired++
 	c.seq = p.counts.acquired
@@ -535,23 +562,25 @@ func (p *Pool) checkoutLocked(c *conn) {
 	}
 }
 
-// renewLocked replaces c, an expired client that is neither checked out
+// renewLocked replaces c, a client retired for reason that is neither checked out
 // nor in p.idle, with a fresh one in the same slot. (Not destroyLocked:
 // with waiters queued meanwhile it would give them the freed slot, and the
 // fresh client would be one too many.)
-func (p *Pool) renewLocked(c *conn) *conn {
+func (p *Pool) renewLocked(c *conn, reason CloseReason) *conn {
 	p.counts.destroyed++
 	delete(p.conns, c.client)
 	p.total--
+	p.destroyedLocked(reason)
 	return p.newConnLocked()
 }
 
-// destroyLocked forgets c, which is not checked out and not in p.idle. If
-// callers are waiting, it creates a replacement for them.
-func (p *Pool) destroyLocked(c *conn) {
+// destroyLocked forgets c, which is not checked out and not in p.idle, for
+// reason. If callers are waiting, it creates a replacement for them.
+func (p *Pool) destroyLocked(c *conn, reason CloseReason) {
 	delete(p.conns, c.client)
 	p.total--
 	p.counts.destroyed++
+	p.destroyedLocked(reason)
 	if idle := p.total - p.active; idle < p.lowIdle {
 		p.lowIdle = idle
 	}
@@ -596,6 +625,7 @@ func (p *Pool) put(client *supabase.Client, discard bool) error {
 	if client == nil {
 		return ErrUnknownClient
 	}
+	now := p.stamp() // outside the lock
 	p.mu.Lock()
 	c := p.conns[client]
 	if c == nil || !c.active {
@@ -606,28 +636,29 @@ func (p *Pool) put(client *supabase.Client, discard bool) error {
 	p.active--
 	p.counts.released++
 	changed := p.unbindLocked(c)
+	ci := p.checkinLocked(c, now)
 	var w *waiter // to be handed handed
 	handed := c
 	switch {
 	case discard || changed:
 		p.counts.discarded++
-		p.destroyLocked(c)
+		p.destroyLocked(c, CloseDiscarded)
 	case p.closed:
-		p.destroyLocked(c)
+		p.destroyLocked(c, ClosePool)
 	case c.gen != p.gen:
 		p.counts.resetClosed++
 		if p.total > p.cfg.MinConnections {
-			p.destroyLocked(c)
+			p.destroyLocked(c, CloseReset)
 		} else {
-			handed = p.renewLocked(c) // the pool keeps MinConnections
+			handed = p.renewLocked(c, CloseReset) // the pool keeps MinConnections
 			w = p.handOffLocked(handed)
 		}
 	case p.total > p.max:
 		p.counts.resizeClosed++
-		p.destroyLocked(c)
+		p.destroyLocked(c, CloseResize)
 	case p.expiredLocked(c):
 		p.counts.lifetimeClosed++
-		p.destroyLocked(c)
+		p.destroyLocked(c, CloseLifetime)
 	default:
 		w = p.handOffLocked(handed)
 	}
@@ -642,6 +673,7 @@ func (p *Pool) put(client *supabase.Client, discard bool) error {
 	for _, t := range retired {
 		t.CloseIdleConnections()
 	}
+	p.returned(ci)
 	return nil
 }
 
@@ -671,6 +703,7 @@ func (p *Pool) statsLocked() Stats {
 		Discarded:            p.counts.discarded,
 		IdleClosed:           p.counts.idleClosed,
 		LifetimeClosed:       p.counts.lifetimeClosed,
+		Leaks:                p.counts.leaks,
 		RejectedAcquires:     p.counts.rejected,
 		Resets:               p.counts.resets,
 		ResetClosed:          p.counts.resetClosed,
@@ -689,7 +722,8 @@ func (p *Pool) statsLocked() Stats {
 // pool's own transport's idle connections are closed either way.
 func (p *Pool) Close(ctx context.Context) error {
 	p.mu.Lock()
-	if !p.closed {
+	closing := !p.closed
+	if closing {
 		p.closed = true
 		close(p.done)
 		if p.waitTimer != nil {
@@ -707,7 +741,7 @@ func (p *Pool) Close(ctx context.Context) error {
 		for {
 			select {
 			case c := <-p.idleCh():
-				p.destroyLocked(c)
+				p.destroyLocked(c, ClosePool)
 			default:
 				break drain
 			}
@@ -715,6 +749,9 @@ func (p *Pool) Close(ctx context.Context) error {
 		p.signalDrainedLocked()
 	}
 	p.mu.Unlock()
+	if closing {
+		p.emit(Event{Kind: EventClose})
+	}
 	defer func() {
 		if p.own != nil {
 			p.own.CloseIdleConnections()
@@ -729,6 +766,9 @@ func (p *Pool) Close(ctx context.Context) error {
 	// The reaper does no I/O and never blocks but on mu, which is free
 	// now: it returns promptly, so Close waits for it whatever ctx says.
 	<-p.reaperDone
+	if p.leakDone != nil {
+		<-p.leakDone // likewise
+	}
 	select {
 	case <-p.drained:
 		return nil // even if ctx has ended: there is nothing left to wait for

@@ -109,9 +109,30 @@ type Config struct {
 	// connection limits equal MaxConnections.
 	Transport http.RoundTripper
 
-	// Logger receives the pool's rare warnings (a client that could not be
-	// bound to the pool's transport, an Instance call with a different
-	// Config). It never receives keys or tokens. Nil means slog.Default().
+	// WrapTransport, if set, is called once by New with the transport that
+	// carries the requests (the pool's own, or Transport) and returns the
+	// RoundTripper to use in its place, e.g. otelhttp.NewTransport for
+	// client tracing. What it returns must send through the transport it
+	// was given, so that MaxConnections still bounds the connections.
+	// Nil means no wrapping.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+
+	// LeakThreshold, if positive, turns on leak detection: a client checked
+	// out for longer than LeakThreshold is logged once, at Warn, with how
+	// long it has been out and the stack of the goroutine that acquired it,
+	// and counted in Stats.Leaks; when it comes back, an Info line says so.
+	// A leak is found within LeakThreshold/2 after the threshold passes.
+	// Acquire then records its caller's stack (about a microsecond). Set it
+	// well above your longest legitimate use of a client. Zero means off.
+	LeakThreshold time.Duration
+
+	// Logger receives the pool's warnings (a client that could not be bound
+	// to the pool's transport, an Instance call with a different Config, a
+	// leak), and at Debug level its events: clients created and closed
+	// (with the reason) and acquire timeouts. Debug lines are written
+	// synchronously, some with the pool's lock held; enable them to
+	// diagnose, not in steady production. It never receives keys or
+	// tokens. Nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -177,6 +198,7 @@ func (c Config) Validate() error {
 		{"MaxRetryDelay", int64(c.MaxRetryDelay)},
 		{"ResponseHeaderTimeout", int64(c.ResponseHeaderTimeout)},
 		{"HealthCheckTimeout", int64(c.HealthCheckTimeout)},
+		{"LeakThreshold", int64(c.LeakThreshold)},
 	} {
 		if f.v < 0 {
 			bad(f.name, "is negative (%d); use a positive value, or zero for the default", f.v)

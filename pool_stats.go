@@ -1,6 +1,9 @@
 package supapool
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 // Stats is a consistent snapshot of a Pool, taken under the pool's lock, in
 // the spirit of database/sql's DBStats. In every snapshot:
@@ -33,10 +36,42 @@ type Stats struct {
 	Discarded        int64         `json:"discarded"`        // clients destroyed by Discard, by WithClient after a transport failure, or on Release because their auth state was changed
 	IdleClosed       int64         `json:"idleClosed"`       // clients closed by the reaper as surplus
 	LifetimeClosed   int64         `json:"lifetimeClosed"`   // clients closed for exceeding MaxLifetime
+	Leaks            int64         `json:"leaks"`            // checkouts held longer than Config.LeakThreshold (counted once each)
 	RejectedAcquires int64         `json:"rejectedAcquires"` // Acquires refused at once because MaxWaiting callers waited (ErrPoolExhausted)
 	Resets           int64         `json:"resets"`           // calls of Reset
 	ResetClosed      int64         `json:"resetClosed"`      // clients closed because Reset retired them
 	ResizeClosed     int64         `json:"resizeClosed"`     // clients closed because SetMaxConnections shrank the pool
 	UseAfterRelease  int64         `json:"useAfterRelease"`  // requests refused because their client was released (ErrClientReleased)
 	Closed           bool          `json:"closed"`           // Close has been called
+}
+
+// LogValue makes Stats a slog group with the JSON names as keys, so that
+// logger.Info("pool", "stats", pool.Stats()) logs its fields one by one.
+func (s Stats) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Int("totalConnections", s.TotalConnections),
+		slog.Int("activeConnections", s.ActiveConnections),
+		slog.Int("idleConnections", s.IdleConnections),
+		slog.Int("waitingForConnection", s.WaitingForConnection),
+		slog.Int64("totalAcquired", s.TotalAcquired),
+		slog.Int64("totalReleased", s.TotalReleased),
+		slog.Int64("totalCreated", s.TotalCreated),
+		slog.Int64("totalDestroyed", s.TotalDestroyed),
+		slog.Int("maxConnections", s.MaxConnections),
+		slog.Int("minConnections", s.MinConnections),
+		slog.Int64("waitCount", s.WaitCount),
+		slog.Duration("waitDuration", s.WaitDuration),
+		slog.Int64("acquireTimeouts", s.AcquireTimeouts),
+		slog.Int64("canceledAcquires", s.CanceledAcquires),
+		slog.Int64("discarded", s.Discarded),
+		slog.Int64("idleClosed", s.IdleClosed),
+		slog.Int64("lifetimeClosed", s.LifetimeClosed),
+		slog.Int64("leaks", s.Leaks),
+		slog.Int64("rejectedAcquires", s.RejectedAcquires),
+		slog.Int64("resets", s.Resets),
+		slog.Int64("resetClosed", s.ResetClosed),
+		slog.Int64("resizeClosed", s.ResizeClosed),
+		slog.Int64("useAfterRelease", s.UseAfterRelease),
+		slog.Bool("closed", s.Closed),
+	)
 }

@@ -86,11 +86,11 @@ func (p *Pool) reap(endWindow bool) {
 		switch {
 		case c.expired:
 			p.counts.lifetimeClosed++
-			p.destroyLocked(c)
+			p.destroyLocked(c, CloseLifetime)
 		case surplus > 0 && p.total > p.cfg.MinConnections:
 			surplus--
 			p.counts.idleClosed++
-			p.destroyLocked(c)
+			p.destroyLocked(c, CloseIdle)
 		default:
 			idle <- c
 		}

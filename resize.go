@@ -29,7 +29,7 @@ drain:
 		select {
 		case c := <-idle:
 			p.counts.resetClosed++
-			p.destroyLocked(c)
+			p.destroyLocked(c, CloseReset)
 		default:
 			break drain
 		}
@@ -92,7 +92,7 @@ func (p *Pool) SetMaxConnections(n int) error {
 		select {
 		case c := <-idle:
 			p.counts.resizeClosed++
-			p.destroyLocked(c)
+			p.destroyLocked(c, CloseResize)
 			continue
 		default:
 		}

@@ -356,3 +356,25 @@ func TestHealthAndPoolHeaders(t *testing.T) {
 	assert.NotEmpty(t, r.Header.Get("X-Pool-Idle-Connections"))
 	assert.Empty(t, f.requests())
 }
+
+// TestMetrics: /metrics shows the pool's live numbers, and no secret.
+func TestMetrics(t *testing.T) {
+	f := &fakePostgREST{answers: []fakeAnswer{{status: 200, body: "[" + catJSON + "]"}}}
+	c := startFake(t, f, fakeConfig())
+	require.Equal(t, http.StatusOK, c.do("GET", "/budgets/b1/categories", fakeUserJWT, nil).Status)
+	r := c.do("GET", "/metrics", "", nil)
+	require.Equal(t, http.StatusOK, r.Status)
+	for _, line := range []string{
+		`supapool_acquires_total{pool="categories"} 1`,
+		`supapool_connections{pool="categories",state="used"} 0`,
+		`supapool_connections_max{pool="categories"} 5`,
+		`supapool_requests_total{code="200",method="GET",pool="categories"} 1`,
+		`supapool_acquire_wait_seconds_count{pool="categories"} 1`,
+		`supapool_connection_use_seconds_count{pool="categories"} 1`,
+		`go_goroutines `,
+	} {
+		assert.Contains(t, string(r.Body), line)
+	}
+	assert.NotContains(t, string(r.Body), fakeServiceKey)
+	assert.NotContains(t, string(r.Body), fakeUserJWT)
+}

@@ -4,11 +4,17 @@
 // security, retry safely, map database errors to HTTP statuses, and shut
 // down without dropping requests.
 //
+// It also serves the pool's Prometheus metrics at /metrics and reports a
+// client held longer than LeakThreshold in its log. It is a module of its
+// own, so that the supapool module does not depend on client_golang:
+//
+//	cd examples/categories
 //	SUPABASE_URL=https://<project>.supabase.co \
 //	SUPABASE_SERVICE_ROLE_KEY=... \
-//	go run ./examples/categories
+//	go run .
 //
 //	curl -H "Authorization: Bearer $USER_JWT" localhost:8080/budgets/$BUDGET/categories
+//	curl localhost:8080/metrics
 //
 // In this repository, `make example` runs it against a local PostgreSQL and
 // PostgREST instead, and prints a curl command with a user's JWT.
@@ -26,7 +32,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/supapool/supapool"
+	supapoolprom "github.com/supapool/supapool/prometheus"
 )
 
 func main() {
@@ -52,6 +63,9 @@ func run(log *slog.Logger) error {
 	// with the caller's JWT (see api.authed), so row-level security applies.
 	cfg := supapool.ProductionConfig()
 	cfg.Logger = log
+	// No handler holds a client for longer than requestTimeout; one held
+	// for twice that was lost, and the log shows who acquired it.
+	cfg.LeakThreshold = 2 * requestTimeout
 	pool, err := supapool.New(url, key, cfg)
 	if err != nil {
 		return err // New's errors never contain the key
@@ -103,9 +117,16 @@ func run(log *slog.Logger) error {
 }
 
 // newHandler is the API with the pool's statistics as X-Pool-* response
-// headers for the requests showPoolHeaders picks.
+// headers for the requests showPoolHeaders picks, and the pool's (and the
+// Go runtime's) metrics at GET /metrics. Like the headers, the metrics
+// hold no key or token but show how loaded the service is: in production,
+// serve them on an address that only the Prometheus server can reach.
 func newHandler(pool *supapool.Pool, log *slog.Logger) http.Handler {
-	return pool.MiddlewareFor(showPoolHeaders)(routes(pool, log))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(supapoolprom.NewCollector(pool, "categories"), collectors.NewGoCollector())
+	mux := routes(pool, log)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return pool.MiddlewareFor(showPoolHeaders)(mux)
 }
 
 // showPoolHeaders decides which responses carry the X-Pool-* headers: a
