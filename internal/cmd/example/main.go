@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,7 +36,7 @@ import (
 const (
 	demoUser    = "demo-user"
 	defaultAddr = "127.0.0.1:8080"
-	examplePkg  = "github.com/supapool/supapool/examples/categories"
+	exampleDir  = "examples/categories"
 	// stopGrace bounds the example's shutdown, which gives itself 10 s.
 	stopGrace    = 15 * time.Second
 	pollInterval = 50 * time.Millisecond
@@ -111,7 +112,14 @@ func run(ctx context.Context, addr string, out, logs io.Writer, ready func(demo)
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "categories")
 	fmt.Fprintln(out, "example: building examples/categories")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, examplePkg)
+	// examples/categories is a module of its own (it needs client_golang,
+	// which the supapool module must not): build it from its folder.
+	root, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		return fmt.Errorf("find the supapool module's folder: %w", err)
+	}
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	build.Dir = filepath.Join(strings.TrimSpace(string(root)), exampleDir)
 	build.Stdout, build.Stderr = logs, logs
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build examples/categories: %w", err)
