@@ -29,6 +29,14 @@ var (
 	// Retry-After and let the caller come back.
 	ErrPoolExhausted = errors.New("supapool: pool exhausted: too many callers waiting for a client")
 
+	// ErrCircuitOpen is matched by the error of a request that the pool's
+	// circuit breaker (Config.Breaker) refused because the upstream has
+	// been failing: the request was not sent, so it is safe to send again
+	// (Error.NeverRan is true, and it is transient). The concrete error is
+	// a *CircuitOpenError, which says when the breaker lets a probe
+	// through. Answer 503 with a Retry-After rather than wait.
+	ErrCircuitOpen = errors.New("supapool: circuit breaker is open")
+
 	// ErrInvalidConfig is matched by every error of Config.Validate and by
 	// New's errors about a bad URL, key or Config.
 	ErrInvalidConfig = errors.New("supapool: invalid config")
@@ -67,6 +75,31 @@ func (e *AcquireTimeoutError) Error() string {
 
 // Is reports whether target is ErrAcquireTimeout.
 func (e *AcquireTimeoutError) Is(target error) bool { return target == ErrAcquireTimeout }
+
+// CircuitOpenError is the error of a request refused by the pool's circuit
+// breaker: it was not sent. It matches ErrCircuitOpen.
+type CircuitOpenError struct {
+	Endpoint string // the upstream, as scheme://host
+	State    string // "open", or "half-open" when the probes it allows are already out
+	// RetryAfter is how long after the refusal the breaker lets probes
+	// through (it half-opens); 0 when it is half-open already.
+	RetryAfter time.Duration
+
+	halfOpenAt time.Time // when the breaker half-opens, for WithRetry
+}
+
+// Error says what happened and what to do about it.
+func (e *CircuitOpenError) Error() string {
+	if e.State == "half-open" {
+		return "supapool: circuit breaker for " + e.Endpoint + " is half-open and its probes are out; " +
+			"the request was not sent (safe to retry shortly)"
+	}
+	return fmt.Sprintf("supapool: circuit breaker for %s is open after repeated transient failures; "+
+		"the request was not sent (safe to retry; probes in %v)", e.Endpoint, e.RetryAfter.Round(time.Millisecond))
+}
+
+// Is reports whether target is ErrCircuitOpen.
+func (e *CircuitOpenError) Is(target error) bool { return target == ErrCircuitOpen }
 
 // Error is a failed PostgREST request as seen on the wire: the HTTP status,
 // PostgREST's JSON error body, and the Retry-After the server sent. The
@@ -125,7 +158,8 @@ func (e *Error) Error() string {
 
 // NeverRan reports whether the failure proves that the server did not run
 // the request, so that sending it again cannot apply a write twice: the
-// connection could not be made, or PostgREST answered 503 PGRST000-PGRST002
+// connection could not be made, the circuit breaker refused it
+// (ErrCircuitOpen), or PostgREST answered 503 PGRST000-PGRST002
 // or 504 PGRST003. A handler can use it to tell its own caller whether a
 // retry is safe.
 func (e *Error) NeverRan() bool { return statementNeverRan(e) }
@@ -151,9 +185,10 @@ func (e *Error) causes(err error) bool {
 func (e *Error) Unwrap() error { return e.Err }
 
 // neverSent reports whether err proves the request never reached the
-// server: the connection could not be made (refused, DNS, dial timeout).
+// server: the connection could not be made (refused, DNS, dial timeout), or
+// the pool refused it before it left (ErrEmptyAuthToken, ErrCircuitOpen).
 func neverSent(err error) bool {
-	if errors.Is(err, ErrEmptyAuthToken) {
+	if errors.Is(err, ErrEmptyAuthToken) || errors.Is(err, ErrCircuitOpen) {
 		return true
 	}
 	var dnsErr *net.DNSError
@@ -171,9 +206,12 @@ func neverSent(err error) bool {
 // PGRST003); PostgreSQL reported a connection (class 08) or resource
 // (class 53) problem or an admin shutdown (57P01); or a gateway answered
 // 502, 503 or 504 without a PostgREST code, or the connection broke after
-// the request was sent. An acquire timeout (ErrAcquireTimeout: the pool
-// is saturated) is transient too, though WithRetry does not retry it, as
-// it has already waited AcquireTimeout. Other 4xx and 5xx answers, a
+// the request was sent. A request refused by the circuit breaker
+// (ErrCircuitOpen) is transient, and WithRetry retries it only when the
+// breaker lets probes through within its next wait. An acquire timeout
+// (ErrAcquireTimeout: the pool is saturated) is transient too, though
+// WithRetry does not retry it, as it has already waited AcquireTimeout.
+// Other 4xx and 5xx answers, a
 // canceled ctx and ErrEmptyAuthToken are not transient.
 //
 // Transient does not mean safe to resend: for a write, see Error.NeverRan.

@@ -75,5 +75,6 @@ func configDiff(have, want Config) []string {
 	add("MaxRetries", have.MaxRetries != want.MaxRetries)
 	add("RetryDelay", have.RetryDelay != want.RetryDelay || have.MaxRetryDelay != want.MaxRetryDelay)
 	add("ClientOptions", have.ClientOptions != want.ClientOptions)
+	add("Breaker", have.Breaker != want.Breaker)
 	return diff
 }

@@ -39,6 +39,8 @@ type Pool struct {
 	rt    http.RoundTripper // the shared chain below every client's own transport (see checkout.go)
 	own   *http.Transport   // the pool's own transport; nil with Config.Transport
 
+	breaker *breaker // the upstream's circuit breaker, a layer of rt (breaker.go); nil when disabled
+
 	// idle holds the idle clients, oldest first. Its capacity is
 	// MaxConnections, so a send never blocks. Sends happen with mu held,
 	// and only while no one waits: a client that comes back while Acquires
@@ -138,6 +140,10 @@ func New(url, key string, cfg Config) (*Pool, error) {
 	if base == nil {
 		p.own = newOwnTransport(cfg)
 		base = p.own
+	}
+	if cfg.Breaker.Enabled {
+		p.breaker = newBreaker(url, base, cfg.Breaker, p.log)
+		base = p.breaker
 	}
 	p.rt = base
 	if err := clientpatch.Check(); err != nil {
@@ -603,6 +609,7 @@ func (p *Pool) statsLocked() Stats {
 		IdleClosed:           p.counts.idleClosed,
 		LifetimeClosed:       p.counts.lifetimeClosed,
 		UseAfterRelease:      p.useAfterRelease.Load(),
+		Breaker:              p.breaker.state(),
 		Closed:               p.closed,
 	}
 }

@@ -22,6 +22,9 @@ const (
 	defaultMaxRetryDelay         = 5 * time.Second
 	defaultResponseHeaderTimeout = 30 * time.Second
 	defaultHealthCheckTimeout    = 2 * time.Second
+	defaultBreakerFailures       = 5
+	defaultBreakerOpenTimeout    = 5 * time.Second
+	defaultBreakerHalfOpen       = 1
 )
 
 // Config configures a Pool. Start from DefaultConfig or one of the presets
@@ -102,10 +105,44 @@ type Config struct {
 	// connection limits equal MaxConnections.
 	Transport http.RoundTripper
 
+	// Breaker configures the circuit breaker in front of the upstream
+	// (breaker.go). The zero value means no breaker (DefaultConfig and
+	// DevelopmentConfig keep it off; ProductionConfig and HighLoadConfig
+	// turn it on).
+	Breaker BreakerConfig
+
 	// Logger receives the pool's rare warnings (a client that could not be
 	// bound to the pool's transport, an Instance call with a different
-	// Config). It never receives keys or tokens. Nil means slog.Default().
+	// Config) and the circuit breaker's state changes. It never receives
+	// keys or tokens. Nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// BreakerConfig configures the pool's circuit breaker. While the upstream
+// is unwell, the breaker stops sending it requests: after
+// ConsecutiveFailures transient failures in a row (see IsTransient; a 4xx,
+// any other answer and a request whose own ctx ended do not count) it
+// opens, and every request fails at once, before it leaves, with an error
+// matching ErrCircuitOpen. After OpenTimeout it lets HalfOpenRequests
+// probes through (half-open): if they all succeed it closes, and the
+// first that fails opens it again.
+type BreakerConfig struct {
+	// Enabled turns the breaker on. Zero (false) means no breaker: every
+	// request is sent, and Stats.Breaker is "".
+	Enabled bool
+
+	// ConsecutiveFailures is how many transient failures in a row open
+	// the breaker. Zero means 5.
+	ConsecutiveFailures uint32
+
+	// OpenTimeout is how long the breaker stays open, refusing every
+	// request, before it lets probes through. Zero means 5s.
+	OpenTimeout time.Duration
+
+	// HalfOpenRequests is how many probes the breaker lets through once
+	// OpenTimeout has passed, and how many of them must succeed to close
+	// it; other requests meanwhile fail with ErrCircuitOpen. Zero means 1.
+	HalfOpenRequests uint32
 }
 
 // DefaultConfig returns the defaults: MaxConnections 10, MinConnections 2,
@@ -130,21 +167,35 @@ func DevelopmentConfig() Config {
 }
 
 // ProductionConfig returns DefaultConfig with MaxConnections 20,
-// MinConnections 5, IdleTimeout 60s and AcquireTimeout 10s.
+// MinConnections 5, IdleTimeout 60s, AcquireTimeout 10s and the circuit
+// breaker on with its defaults (5 failures, 5s open, 1 probe).
 func ProductionConfig() Config {
 	c := DefaultConfig()
 	c.MaxConnections, c.MinConnections = 20, 5
 	c.IdleTimeout, c.AcquireTimeout = 60*time.Second, 10*time.Second
+	c.Breaker = defaultBreaker()
 	return c
 }
 
 // HighLoadConfig returns DefaultConfig with MaxConnections 50,
-// MinConnections 10, IdleTimeout 120s and AcquireTimeout 15s.
+// MinConnections 10, IdleTimeout 120s, AcquireTimeout 15s and the circuit
+// breaker on with its defaults (5 failures, 5s open, 1 probe).
 func HighLoadConfig() Config {
 	c := DefaultConfig()
 	c.MaxConnections, c.MinConnections = 50, 10
 	c.IdleTimeout, c.AcquireTimeout = 120*time.Second, 15*time.Second
+	c.Breaker = defaultBreaker()
 	return c
+}
+
+// defaultBreaker is the breaker of the presets that turn it on.
+func defaultBreaker() BreakerConfig {
+	return BreakerConfig{
+		Enabled:             true,
+		ConsecutiveFailures: defaultBreakerFailures,
+		OpenTimeout:         defaultBreakerOpenTimeout,
+		HalfOpenRequests:    defaultBreakerHalfOpen,
+	}
 }
 
 // Validate reports every problem of c at once. Each problem names the
@@ -169,6 +220,7 @@ func (c Config) Validate() error {
 		{"MaxRetryDelay", int64(c.MaxRetryDelay)},
 		{"ResponseHeaderTimeout", int64(c.ResponseHeaderTimeout)},
 		{"HealthCheckTimeout", int64(c.HealthCheckTimeout)},
+		{"Breaker.OpenTimeout", int64(c.Breaker.OpenTimeout)},
 	} {
 		if f.v < 0 {
 			bad(f.name, "is negative (%d); use a positive value, or zero for the default", f.v)
@@ -200,6 +252,13 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxRetryDelay, defaultMaxRetryDelay)
 	def(&c.ResponseHeaderTimeout, defaultResponseHeaderTimeout)
 	def(&c.HealthCheckTimeout, defaultHealthCheckTimeout)
+	def(&c.Breaker.OpenTimeout, defaultBreakerOpenTimeout)
+	if c.Breaker.ConsecutiveFailures == 0 {
+		c.Breaker.ConsecutiveFailures = defaultBreakerFailures
+	}
+	if c.Breaker.HalfOpenRequests == 0 {
+		c.Breaker.HalfOpenRequests = defaultBreakerHalfOpen
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -35,4 +35,9 @@ type Stats struct {
 	LifetimeClosed   int64         `json:"lifetimeClosed"`   // clients closed for exceeding MaxLifetime
 	UseAfterRelease  int64         `json:"useAfterRelease"`  // requests refused because their client was released (ErrClientReleased)
 	Closed           bool          `json:"closed"`           // Close has been called
+
+	// Breaker is the circuit breaker's state (Config.Breaker): "closed",
+	// "open" (requests fail with ErrCircuitOpen) or "half-open" (probes
+	// are let through); "" when the pool has no breaker.
+	Breaker string `json:"breaker"`
 }
