@@ -40,6 +40,11 @@
 // PostgREST's code. WithAuthToken makes the requests of one ctx run as a
 // user (row-level security) without changing the pooled client.
 //
+// With Config.Breaker (on in ProductionConfig and HighLoadConfig), a
+// circuit breaker stops sending requests to an upstream that keeps
+// failing: they fail at once with ErrCircuitOpen, unsent, until a probe
+// gets a good answer.
+//
 // # Observability
 //
 // Stats returns a consistent snapshot in the spirit of database/sql's
@@ -68,6 +73,7 @@
 //	errors.go       Error, the sentinels, AcquireTimeoutError, IsTransient, NeverRan
 //	wire.go         the per-attempt record of what happened on the wire
 //	transport.go    the pool's sized http.Transport and the RoundTripper clients use
+//	breaker.go      the circuit breaker in front of the upstream (Config.Breaker)
 //	auth.go         WithAuthToken, request-scoped user tokens
 //	health.go       HealthCheck and its result types
 //	http.go         HealthHandler and the X-Pool-* middleware
