@@ -38,8 +38,13 @@ type breaker struct {
 	timeout  time.Duration // BreakerConfig.OpenTimeout
 	log      *slog.Logger
 	epoch    time.Time
-	// halfOpenAt is when the breaker, last opened, lets probes through, as
-	// time.Since(epoch). Set when it opens, under gobreaker's lock.
+	// st is the gobreaker.State the breaker last changed to, and
+	// halfOpenAt when the breaker, last opened, lets probes through, as
+	// time.Since(epoch). Both are set by changed, under gobreaker's lock,
+	// and read without it, so that Stats (under Pool.mu) never takes that
+	// lock: gobreaker changes from open to half-open lazily, when asked,
+	// and logs as it does.
+	st         atomic.Int32
 	halfOpenAt atomic.Int64
 }
 
@@ -136,9 +141,11 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// changed logs the breaker's state changes. gobreaker calls it with its
-// lock held, so it does nothing but log.
+// changed records and logs the breaker's state changes. gobreaker calls it
+// with its lock held, so it does nothing else (and Config.Logger must not
+// send requests through the pool).
 func (b *breaker) changed(_ string, from, to gobreaker.State) {
+	b.st.Store(int32(to))
 	switch to {
 	case gobreaker.StateOpen:
 		b.halfOpenAt.Store(int64(time.Since(b.epoch) + b.timeout))
@@ -155,12 +162,17 @@ func (b *breaker) changed(_ string, from, to gobreaker.State) {
 }
 
 // state is the breaker's state for Stats: "closed", "open", "half-open",
-// or "" for no breaker (b nil).
+// or "" for no breaker (b nil). An open breaker whose OpenTimeout has
+// passed is half-open, as gobreaker will find when next asked.
 func (b *breaker) state() string {
 	if b == nil {
 		return ""
 	}
-	return b.cb.State().String()
+	st := gobreaker.State(b.st.Load())
+	if st == gobreaker.StateOpen && time.Since(b.epoch) > time.Duration(b.halfOpenAt.Load()) {
+		st = gobreaker.StateHalfOpen
+	}
+	return st.String()
 }
 
 // breakerReportKey is the ctx key of a request's breakerReport.

@@ -113,8 +113,9 @@ type Config struct {
 
 	// Logger receives the pool's rare warnings (a client that could not be
 	// bound to the pool's transport, an Instance call with a different
-	// Config) and the circuit breaker's state changes. It never receives
-	// keys or tokens. Nil means slog.Default().
+	// Config) and the circuit breaker's state changes, which it must not
+	// answer by sending requests through the pool. It never receives keys
+	// or tokens. Nil means slog.Default().
 	Logger *slog.Logger
 }
 

@@ -179,7 +179,7 @@ func TestBreakerWhilePostgresStopped(t *testing.T) {
 	t0 := time.Now()
 	require.NoError(t, s.StopPostgres(ctx))
 	stopTook := time.Since(t0)
-	opened := eventually(t, 10*time.Second, func() bool { return len(log.transitions()) > 0 }, "the breaker opens:\n%v", &fails)
+	eventually(t, 10*time.Second, func() bool { return len(log.transitions()) > 0 }, "the breaker opens:\n%v", &fails)
 	// The outage lasts downFor.
 	time.Sleep(time.Until(t0.Add(downFor)))
 	t1 := time.Now()
@@ -264,8 +264,8 @@ func TestBreakerWhilePostgresStopped(t *testing.T) {
 	assert.Len(t, counts, ok+failedButApplied, "no rows without a matching insert")
 	checkStats(t, pool.Stats())
 
-	t.Logf("PostgreSQL stopped in %v and down for %v; the breaker opened %v after the stop; StartPostgres took %v",
-		stopTook.Round(time.Millisecond), pgUp.Sub(t0).Round(time.Millisecond), opened.Round(time.Millisecond), pgUp.Sub(t1).Round(time.Millisecond))
+	t.Logf("PostgreSQL stopped in %v and down for %v; the breaker opened %v after the stop began; StartPostgres took %v",
+		stopTook.Round(time.Millisecond), pgUp.Sub(t0).Round(time.Millisecond), ts[first].at.Sub(t0).Round(time.Millisecond), pgUp.Sub(t1).Round(time.Millisecond))
 	t.Logf("from the first opening to closed (%v): %d open periods, %d probes, %d requests at the gateway (%d of them sent before it opened; bound %d); "+
 		"refused by the breaker: %d reads, %d inserts",
 		window.Round(time.Millisecond), openPeriods, probes, sent, stragglers, allowed, refusedRd.Load(), refusedWr.Load())
