@@ -203,12 +203,7 @@ func TestBreakerCountsOnlyUpstreamFailures(t *testing.T) {
 			require.ErrorIs(t, p.WithClient(dctx, read), context.DeadlineExceeded)
 			cancel()
 
-			cctx, cancel := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			go func() { done <- p.WithClient(cctx, read) }()
-			synctest.Wait()
-			cancel()
-			require.ErrorIs(t, <-done, context.Canceled)
+			readCanceledAtUpstream(t, p)
 		}
 		assert.Equal(t, "closed", p.Stats().Breaker)
 		up.set(dropped) // the connection broke after sending: the upstream's doing
@@ -218,17 +213,24 @@ func TestBreakerCountsOnlyUpstreamFailures(t *testing.T) {
 		// A probe whose caller gives up frees its place for another probe.
 		time.Sleep(time.Minute + time.Millisecond)
 		up.set(reply{})
-		cctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- p.WithClient(cctx, read) }()
-		synctest.Wait()
-		cancel()
-		require.ErrorIs(t, <-done, context.Canceled)
+		readCanceledAtUpstream(t, p)
 		assert.Equal(t, "half-open", p.Stats().Breaker)
 		up.set(ok200)
 		require.NoError(t, p.WithClient(ctx, read))
 		assert.Equal(t, "closed", p.Stats().Breaker)
 	})
+}
+
+// readCanceledAtUpstream sends a read that the upstream holds, and cancels
+// its ctx once it is there.
+func readCanceledAtUpstream(t *testing.T, p *supapool.Pool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.WithClient(ctx, read) }()
+	synctest.Wait()
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
 }
 
 // TestBreakerRefusedWriteIsRetriedSafely: WithRetry does not sleep against

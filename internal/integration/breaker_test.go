@@ -99,27 +99,13 @@ func TestBreakerWhilePostgresStopped(t *testing.T) {
 	cfg.Logger = slog.New(log)
 	svc, pool := newService(t, s, cfg)
 
-	type insert struct {
-		marker string
-		err    error
-	}
 	var (
 		mu                   sync.Mutex
-		inserts              []insert
+		inserts              []insertResult
 		fails                failures
 		readsOK, insertsOK   atomic.Int64
 		refusedRd, refusedWr atomic.Int64
-		wg                   sync.WaitGroup
 	)
-	stop := make(chan struct{})
-	running := func() bool {
-		select {
-		case <-stop:
-			return false
-		default:
-			return true
-		}
-	}
 	// A caller answered 503 comes back a little later: think time after a
 	// failure, not synchronisation.
 	pause := func(err error) {
@@ -127,51 +113,40 @@ func TestBreakerWhilePostgresStopped(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	ws := newWorkers()
 	for range readers {
-		wg.Go(func() {
-			for running() {
-				_, err := svc.List(ctx, budget)
-				switch {
-				case err == nil:
-					readsOK.Add(1)
-				case errors.Is(err, supapool.ErrCircuitOpen):
-					refusedRd.Add(1)
-				default:
-					fails.add("read", err)
-				}
-				pause(err)
+		ws.goLoop(func(int) {
+			_, err := svc.List(ctx, budget)
+			switch {
+			case err == nil:
+				readsOK.Add(1)
+			case errors.Is(err, supapool.ErrCircuitOpen):
+				refusedRd.Add(1)
+			default:
+				fails.add("read", err)
 			}
+			pause(err)
 		})
 	}
 	for w := range writers {
-		wg.Go(func() {
-			for i := 0; running(); i++ {
-				marker := fmt.Sprintf("brk-%d-%d", w, i)
-				_, err := svc.Create(ctx, catalog.NewCategory{BudgetID: budget, OwnerID: "user-a", Name: marker})
-				switch {
-				case err == nil:
-					insertsOK.Add(1)
-				case errors.Is(err, supapool.ErrCircuitOpen):
-					refusedWr.Add(1)
-				default:
-					fails.add("insert", err)
-				}
-				mu.Lock()
-				inserts = append(inserts, insert{marker, err})
-				mu.Unlock()
-				pause(err)
+		ws.goLoop(func(i int) {
+			marker := fmt.Sprintf("brk-%d-%d", w, i)
+			_, err := svc.Create(ctx, catalog.NewCategory{BudgetID: budget, OwnerID: "user-a", Name: marker})
+			switch {
+			case err == nil:
+				insertsOK.Add(1)
+			case errors.Is(err, supapool.ErrCircuitOpen):
+				refusedWr.Add(1)
+			default:
+				fails.add("insert", err)
 			}
+			mu.Lock()
+			inserts = append(inserts, insertResult{marker, err})
+			mu.Unlock()
+			pause(err)
 		})
 	}
-	stopped := false
-	stopWorkers := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wg.Wait()
-		}
-	}
-	defer stopWorkers()
+	defer ws.stop()
 
 	eventually(t, 20*time.Second, func() bool { return insertsOK.Load() >= 40 && readsOK.Load() >= 40 }, "workers are running")
 	require.Empty(t, log.transitions(), "the breaker stayed closed while the database was up")
@@ -196,7 +171,7 @@ func TestBreakerWhilePostgresStopped(t *testing.T) {
 	rb, ib := readsOK.Load(), insertsOK.Load()
 	eventually(t, 20*time.Second, func() bool { return readsOK.Load() >= rb+40 && insertsOK.Load() >= ib+40 },
 		"workers keep going after recovery:\n%v", &fails)
-	stopWorkers()
+	ws.stop()
 	ts = log.transitions()
 
 	// While open, the gateway sees nothing but the requests already on
@@ -239,29 +214,8 @@ func TestBreakerWhilePostgresStopped(t *testing.T) {
 	}
 	assert.Equal(t, "closed", pool.Stats().Breaker)
 
-	// No insert is stored twice; every insert that returned nil is there;
-	// none refused by the breaker is.
-	counts := nameCounts(ctx, t, s, "brk-")
-	var ok, failed, refused, failedButApplied int
-	for _, in := range inserts {
-		n := counts[in.marker]
-		assert.LessOrEqual(t, n, 1, "marker %s appears %d times", in.marker, n)
-		switch {
-		case in.err == nil:
-			ok++
-			assert.Equal(t, 1, n, "marker %s: insert returned nil", in.marker)
-		case errors.Is(in.err, supapool.ErrCircuitOpen):
-			refused++
-			assert.Zero(t, n, "marker %s was refused by the breaker: %v", in.marker, in.err)
-		default:
-			failed++
-			if n > 0 {
-				failedButApplied++
-				assert.False(t, asError(t, in.err).NeverRan(), "marker %s: %v", in.marker, in.err)
-			}
-		}
-	}
-	assert.Len(t, counts, ok+failedButApplied, "no rows without a matching insert")
+	// No insert is stored twice, and none refused by the breaker at all.
+	n := checkInserts(ctx, t, s, "brk-", inserts)
 	checkStats(t, pool.Stats())
 
 	t.Logf("PostgreSQL stopped in %v and down for %v; the breaker opened %v after the stop began; StartPostgres took %v",
@@ -272,7 +226,7 @@ func TestBreakerWhilePostgresStopped(t *testing.T) {
 	t.Logf("closed %v after PostgreSQL was back, %v after its last opening (OpenTimeout %v; the closing probe took %v); reopened %d times afterwards",
 		closedAt.Sub(pgUp).Round(time.Millisecond), closeLag.Round(time.Millisecond), openTimeout, probeTook.Round(time.Millisecond), reopened)
 	t.Logf("inserts: %d returned nil, %d refused by the breaker, %d failed otherwise (%d applied nonetheless); rows: %d; reads ok: %d",
-		ok, refused, failed, failedButApplied, len(counts), readsOK.Load())
+		n.ok, n.refused, n.failed, n.failedButApplied, n.rows, readsOK.Load())
 	t.Logf("other failures:\n%v", &fails)
 	var trace []string
 	for _, tr := range ts {
