@@ -36,7 +36,8 @@ type checkout struct {
 
 // clientTransport is the RoundTripper of one pooled client: the first layer
 // of every request the client sends, before the pool's shared chain
-// (Pool.rt: Config.WrapTransport, then the sized http.Transport).
+// (Pool.rt: the circuit breaker, then the sized http.Transport). It
+// observes every response once, and tells the breaker how it went.
 type clientTransport struct {
 	p *Pool
 	c *conn
@@ -66,12 +67,15 @@ func (t *clientTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req = r2
 	}
 	var resp *http.Response
+	var br *breakerReport // the breaker's done func comes back in it (breaker.go)
 	if err != nil {
 		closeBody(req)
 	} else {
+		req, br = t.p.withBreakerReport(req)
 		resp, err = t.p.rt.RoundTrip(req)
 	}
 	fail := observe(b.rec, req, resp, err)
+	br.report(req, fail)
 	if slot, ok := req.Context().Value(failSlotKey{}).(**Error); ok {
 		*slot = fail
 	}

@@ -41,6 +41,11 @@
 // PostgREST's code. WithAuthToken makes the requests of one ctx run as a
 // user (row-level security) without changing the pooled client.
 //
+// With Config.Breaker (on in ProductionConfig and HighLoadConfig), a
+// circuit breaker stops sending requests to an upstream that keeps
+// failing: they fail at once with ErrCircuitOpen, unsent, until a probe
+// gets a good answer.
+//
 // # Observability
 //
 // Stats returns a consistent snapshot in the spirit of database/sql's
@@ -81,6 +86,7 @@
 //	wire.go         classifying a round trip, and the per-attempt record of them
 //	transport.go    the pool's own sized http.Transport
 //	observe_transport.go  Config.WrapTransport and the layer that reports requests
+//	breaker.go      the circuit breaker in front of the upstream (Config.Breaker)
 //	auth.go         WithAuthToken, request-scoped user tokens
 //	health.go       HealthCheck and its result types
 //	http.go         HealthHandler and the X-Pool-* middleware

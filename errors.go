@@ -31,6 +31,14 @@ var (
 	// Retry-After and let the caller come back.
 	ErrPoolExhausted = errors.New("supapool: pool exhausted: too many callers waiting for a client")
 
+	// ErrCircuitOpen is matched by the error of a request that the pool's
+	// circuit breaker (Config.Breaker) refused because the upstream has
+	// been failing: the request was not sent, so it is safe to send again
+	// (Error.NeverRan is true, and it is transient). The concrete error is
+	// a *CircuitOpenError, which says when the breaker lets a probe
+	// through. Answer 503 with a Retry-After rather than wait.
+	ErrCircuitOpen = errors.New("supapool: circuit breaker is open")
+
 	// ErrInvalidConfig is matched by every error of Config.Validate and by
 	// New's errors about a bad URL, key or Config.
 	ErrInvalidConfig = errors.New("supapool: invalid config")
@@ -69,6 +77,31 @@ func (e *AcquireTimeoutError) Error() string {
 
 // Is reports whether target is ErrAcquireTimeout.
 func (e *AcquireTimeoutError) Is(target error) bool { return target == ErrAcquireTimeout }
+
+// CircuitOpenError is the error of a request refused by the pool's circuit
+// breaker: it was not sent. It matches ErrCircuitOpen.
+type CircuitOpenError struct {
+	Endpoint string // the upstream, as scheme://host
+	State    string // "open", or "half-open" when the probes it allows are already out
+	// RetryAfter is how long after the refusal the breaker lets probes
+	// through (it half-opens); 0 when it is half-open already.
+	RetryAfter time.Duration
+
+	halfOpenAt time.Time // when the breaker half-opens, for WithRetry
+}
+
+// Error says what happened and what to do about it.
+func (e *CircuitOpenError) Error() string {
+	if e.State == "half-open" {
+		return "supapool: circuit breaker for " + e.Endpoint + " is half-open and its probes are out; " +
+			"the request was not sent (safe to retry shortly)"
+	}
+	return fmt.Sprintf("supapool: circuit breaker for %s is open after repeated transient failures; "+
+		"the request was not sent (safe to retry; probes in %v)", e.Endpoint, e.RetryAfter.Round(time.Millisecond))
+}
+
+// Is reports whether target is ErrCircuitOpen.
+func (e *CircuitOpenError) Is(target error) bool { return target == ErrCircuitOpen }
 
 // Error is a failed PostgREST request as seen on the wire: the HTTP status,
 // PostgREST's JSON error body, and the Retry-After the server sent. The
@@ -136,8 +169,9 @@ func (e *Error) Error() string {
 // the request, so that sending it again cannot apply a write twice: the
 // connection could not be made, the server's certificate was refused (the
 // handshake comes before the request), net/http refused to send the
-// request's headers, or PostgREST answered 503 PGRST000-PGRST002 or 504
-// PGRST003. A handler can use it to tell its own caller whether a
+// request's headers, the circuit breaker refused it (ErrCircuitOpen), or
+// PostgREST answered 503 PGRST000-PGRST002 or 504 PGRST003. A handler can
+// use it to tell its own caller whether a
 // retry is safe.
 func (e *Error) NeverRan() bool { return statementNeverRan(e) }
 
@@ -176,10 +210,10 @@ func (e *Error) Unwrap() error { return e.Err }
 // neverSent reports whether err proves the request never reached the
 // server: the connection could not be made (refused, DNS, dial timeout),
 // the server's certificate was refused during the TLS handshake, which
-// precedes any byte of the request, or the request was refused before it
-// left (ErrEmptyAuthToken).
+// precedes any byte of the request, or the pool refused the request before
+// it left (ErrEmptyAuthToken, ErrCircuitOpen).
 func neverSent(err error) bool {
-	if errors.Is(err, ErrEmptyAuthToken) || certificateError(err) {
+	if errors.Is(err, ErrEmptyAuthToken) || errors.Is(err, ErrCircuitOpen) || certificateError(err) {
 		return true
 	}
 	var dnsErr *net.DNSError
@@ -227,12 +261,15 @@ func certificateError(err error) bool {
 // (class 53) problem or an admin shutdown (57P01); or a gateway answered
 // 502, 503 or 504 without a PostgREST code; or the connection broke after
 // the request was sent (reset, EOF, a body cut mid-stream, no response
-// headers within Config.ResponseHeaderTimeout). An acquire timeout
-// (ErrAcquireTimeout: the pool is saturated) is transient too, though
-// WithRetry does not retry it, as it has already waited AcquireTimeout.
-// Other 4xx and 5xx answers, a request whose own ctx ended, an untrusted
-// server certificate, a request net/http refused to send (a header with a
-// newline, say) and ErrEmptyAuthToken are not transient.
+// headers within Config.ResponseHeaderTimeout). A request refused by the
+// circuit breaker (ErrCircuitOpen) is transient, and WithRetry retries it
+// only when the breaker lets probes through within its next wait. An
+// acquire timeout (ErrAcquireTimeout: the pool is saturated) is transient
+// too, though WithRetry does not retry it, as it has already waited
+// AcquireTimeout. Other 4xx and 5xx answers, a request whose own ctx
+// ended, an untrusted server certificate, a request net/http refused to
+// send (a header with a newline, say) and ErrEmptyAuthToken are not
+// transient.
 //
 // Transient does not mean safe to resend: for a write, see Error.NeverRan.
 func IsTransient(err error) bool {

@@ -4,6 +4,7 @@ go 1.25
 
 require (
 	github.com/jackc/puddle/v2 v2.2.2
+	github.com/sony/gobreaker/v2 v2.4.0
 	github.com/stretchr/testify v1.12.1
 	github.com/supabase-community/gotrue-go v1.2.0
 	github.com/supabase-community/postgrest-go v0.0.12

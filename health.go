@@ -39,7 +39,8 @@ type TestQueryResult struct {
 // /rest/v1/ with the pool's key, or one row of Config.HealthCheckTable)
 // and reports the pool healthy when it succeeds and the pool is open. The
 // request is bounded by ctx and by Config.HealthCheckTimeout. A pool whose
-// clients are all busy for that long reports unhealthy too.
+// clients are all busy for that long reports unhealthy too, and so does a
+// pool whose circuit breaker is open (Details.Stats.Breaker).
 func (p *Pool) HealthCheck(ctx context.Context) Health {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.HealthCheckTimeout)
 	defer cancel()
@@ -60,7 +61,7 @@ func (p *Pool) HealthCheck(ctx context.Context) Health {
 	}
 	stats := p.Stats()
 	return Health{
-		Healthy: res.Success && !stats.Closed,
+		Healthy: res.Success && !stats.Closed && stats.Breaker != "open",
 		Details: HealthDetails{Stats: stats, TestQuery: res},
 	}
 }

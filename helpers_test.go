@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -400,4 +402,113 @@ func startWaiters(t *testing.T, p *supapool.Pool, n int) <-chan *supabase.Client
 	}
 	synctest.Wait()
 	return got
+}
+
+// upstreamRT is an in-memory upstream for the circuit breaker's tests, so
+// that they can run on synctest's fake clock: every request gets the
+// current answer (set), and while a gate is set (hold) requests wait for
+// it to open. A zero reply hangs until the request's ctx ends; dropped
+// fails as a connection reset after the request was sent.
+type upstreamRT struct {
+	mu     sync.Mutex
+	answer reply
+	gate   chan struct{}
+	calls  int
+	posts  int // POSTs answered below 400: rows stored
+}
+
+func (u *upstreamRT) set(r reply) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.answer = r
+}
+
+// hold makes requests wait until release is called.
+func (u *upstreamRT) hold() (release func()) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	gate := make(chan struct{})
+	u.gate = gate
+	return func() {
+		u.mu.Lock()
+		u.gate = nil
+		u.mu.Unlock()
+		close(gate)
+	}
+}
+
+func (u *upstreamRT) count() (calls, posts int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.calls, u.posts
+}
+
+func (u *upstreamRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_ = r.Body.Close()
+	}
+	u.mu.Lock()
+	u.calls++
+	gate := u.gate
+	u.mu.Unlock()
+	ctx := r.Context()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	u.mu.Lock()
+	a := u.answer
+	if r.Method == http.MethodPost && a.status > 0 && a.status < 400 {
+		u.posts++
+	}
+	u.mu.Unlock()
+	switch {
+	case a.drop:
+		return nil, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	case a.status == 0:
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	resp := answer(a.status, a.retryAfter, a.body)
+	resp.Request = r
+	return resp, nil
+}
+
+// logRecorder is a slog.Handler that keeps every record at Info and above
+// (the pool's Debug events are left out) as one line:
+// "LEVEL message key=value ...".
+type logRecorder struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logRecorder) Enabled(_ context.Context, level slog.Level) bool {
+	return level >= slog.LevelInfo
+}
+
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Level.String() + " " + r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		b.WriteString(" " + a.String())
+		return true
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, b.String())
+	return nil
+}
+
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
+
+// logged returns the lines so far.
+func (l *logRecorder) logged() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines...)
 }

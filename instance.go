@@ -77,5 +77,6 @@ func configDiff(have, want Config) []string {
 	add("RetryDelay", have.RetryDelay != want.RetryDelay || have.MaxRetryDelay != want.MaxRetryDelay)
 	add("ClientOptions", have.ClientOptions != want.ClientOptions)
 	add("LeakThreshold", have.LeakThreshold != want.LeakThreshold)
+	add("Breaker", have.Breaker != want.Breaker)
 	return diff
 }

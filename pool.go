@@ -41,6 +41,8 @@ type Pool struct {
 	rt    http.RoundTripper // the shared chain below every client's own transport (see checkout.go)
 	own   *ownTransport     // the pool's own transport; nil with Config.Transport
 
+	breaker *breaker // the upstream's circuit breaker, a layer of rt (breaker.go); nil when disabled
+
 	// idle holds the idle clients, oldest first. Its capacity is at least
 	// the MaxConnections in force, so a send never blocks; SetMaxConnections
 	// replaces it (under mu, moving the clients) when it must grow, which is
@@ -161,6 +163,10 @@ func New(url, key string, cfg Config) (*Pool, error) {
 	base, err := wrapTransport(cfg, base)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Breaker.Enabled {
+		p.breaker = newBreaker(url, base, cfg.Breaker, p.log)
+		base = p.breaker
 	}
 	base = &observeTransport{p: p, base: base}
 	p.rt = base
@@ -709,6 +715,7 @@ func (p *Pool) statsLocked() Stats {
 		ResetClosed:          p.counts.resetClosed,
 		ResizeClosed:         p.counts.resizeClosed,
 		UseAfterRelease:      p.useAfterRelease.Load(),
+		Breaker:              p.breaker.state(),
 		Closed:               p.closed,
 	}
 }

@@ -22,6 +22,9 @@ const (
 	defaultMaxRetryDelay         = 5 * time.Second
 	defaultResponseHeaderTimeout = 30 * time.Second
 	defaultHealthCheckTimeout    = 2 * time.Second
+	defaultBreakerFailures       = 5
+	defaultBreakerOpenTimeout    = 5 * time.Second
+	defaultBreakerHalfOpen       = 1
 )
 
 // Config configures a Pool. Start from DefaultConfig or one of the presets
@@ -126,14 +129,48 @@ type Config struct {
 	// well above your longest legitimate use of a client. Zero means off.
 	LeakThreshold time.Duration
 
+	// Breaker configures the circuit breaker in front of the upstream
+	// (breaker.go). The zero value means no breaker (DefaultConfig and
+	// DevelopmentConfig keep it off; ProductionConfig and HighLoadConfig
+	// turn it on).
+	Breaker BreakerConfig
+
 	// Logger receives the pool's warnings (a client that could not be bound
 	// to the pool's transport, an Instance call with a different Config, a
-	// leak), and at Debug level its events: clients created and closed
-	// (with the reason) and acquire timeouts. Debug lines are written
-	// synchronously, some with the pool's lock held; enable them to
-	// diagnose, not in steady production. It never receives keys or
-	// tokens. Nil means slog.Default().
+	// leak, the circuit breaker's state changes, which it must not answer
+	// by sending requests through the pool), and at Debug level its events:
+	// clients created and closed (with the reason) and acquire timeouts.
+	// Debug lines are written synchronously, some with the pool's lock
+	// held; enable them to diagnose, not in steady production. It never
+	// receives keys or tokens. Nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// BreakerConfig configures the pool's circuit breaker. While the upstream
+// is unwell, the breaker stops sending it requests: after
+// ConsecutiveFailures transient failures in a row (see IsTransient; a 4xx,
+// any other answer and a request whose own ctx ended do not count) it
+// opens, and every request fails at once, before it leaves, with an error
+// matching ErrCircuitOpen. After OpenTimeout it lets HalfOpenRequests
+// probes through (half-open): if they all succeed it closes, and the
+// first that fails opens it again.
+type BreakerConfig struct {
+	// Enabled turns the breaker on. Zero (false) means no breaker: every
+	// request is sent, and Stats.Breaker is "".
+	Enabled bool
+
+	// ConsecutiveFailures is how many transient failures in a row open
+	// the breaker. Zero means 5.
+	ConsecutiveFailures uint32
+
+	// OpenTimeout is how long the breaker stays open, refusing every
+	// request, before it lets probes through. Zero means 5s.
+	OpenTimeout time.Duration
+
+	// HalfOpenRequests is how many probes the breaker lets through once
+	// OpenTimeout has passed, and how many of them must succeed to close
+	// it; other requests meanwhile fail with ErrCircuitOpen. Zero means 1.
+	HalfOpenRequests uint32
 }
 
 // DefaultConfig returns the defaults: MaxConnections 10, MinConnections 2,
@@ -158,21 +195,35 @@ func DevelopmentConfig() Config {
 }
 
 // ProductionConfig returns DefaultConfig with MaxConnections 20,
-// MinConnections 5, IdleTimeout 60s and AcquireTimeout 10s.
+// MinConnections 5, IdleTimeout 60s, AcquireTimeout 10s and the circuit
+// breaker on with its defaults (5 failures, 5s open, 1 probe).
 func ProductionConfig() Config {
 	c := DefaultConfig()
 	c.MaxConnections, c.MinConnections = 20, 5
 	c.IdleTimeout, c.AcquireTimeout = 60*time.Second, 10*time.Second
+	c.Breaker = defaultBreaker()
 	return c
 }
 
 // HighLoadConfig returns DefaultConfig with MaxConnections 50,
-// MinConnections 10, IdleTimeout 120s and AcquireTimeout 15s.
+// MinConnections 10, IdleTimeout 120s, AcquireTimeout 15s and the circuit
+// breaker on with its defaults (5 failures, 5s open, 1 probe).
 func HighLoadConfig() Config {
 	c := DefaultConfig()
 	c.MaxConnections, c.MinConnections = 50, 10
 	c.IdleTimeout, c.AcquireTimeout = 120*time.Second, 15*time.Second
+	c.Breaker = defaultBreaker()
 	return c
+}
+
+// defaultBreaker is the breaker of the presets that turn it on.
+func defaultBreaker() BreakerConfig {
+	return BreakerConfig{
+		Enabled:             true,
+		ConsecutiveFailures: defaultBreakerFailures,
+		OpenTimeout:         defaultBreakerOpenTimeout,
+		HalfOpenRequests:    defaultBreakerHalfOpen,
+	}
 }
 
 // Validate reports every problem of c at once. Each problem names the
@@ -199,6 +250,7 @@ func (c Config) Validate() error {
 		{"ResponseHeaderTimeout", int64(c.ResponseHeaderTimeout)},
 		{"HealthCheckTimeout", int64(c.HealthCheckTimeout)},
 		{"LeakThreshold", int64(c.LeakThreshold)},
+		{"Breaker.OpenTimeout", int64(c.Breaker.OpenTimeout)},
 	} {
 		if f.v < 0 {
 			bad(f.name, "is negative (%d); use a positive value, or zero for the default", f.v)
@@ -230,6 +282,13 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxRetryDelay, defaultMaxRetryDelay)
 	def(&c.ResponseHeaderTimeout, defaultResponseHeaderTimeout)
 	def(&c.HealthCheckTimeout, defaultHealthCheckTimeout)
+	def(&c.Breaker.OpenTimeout, defaultBreakerOpenTimeout)
+	if c.Breaker.ConsecutiveFailures == 0 {
+		c.Breaker.ConsecutiveFailures = defaultBreakerFailures
+	}
+	if c.Breaker.HalfOpenRequests == 0 {
+		c.Breaker.HalfOpenRequests = defaultBreakerHalfOpen
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

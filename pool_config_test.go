@@ -57,3 +57,16 @@ func TestValidateMinAboveMax(t *testing.T) {
 	require.ErrorIs(t, err, supapool.ErrInvalidConfig)
 	assert.Contains(t, err.Error(), "MaxLifetimeJitter")
 }
+
+func TestBreakerConfig(t *testing.T) {
+	for _, c := range []supapool.Config{supapool.DefaultConfig(), supapool.DevelopmentConfig(), {}} {
+		assert.Equal(t, supapool.BreakerConfig{}, c.Breaker, "off")
+	}
+	on := supapool.BreakerConfig{Enabled: true, ConsecutiveFailures: 5, OpenTimeout: 5 * time.Second, HalfOpenRequests: 1}
+	assert.Equal(t, on, supapool.ProductionConfig().Breaker)
+	assert.Equal(t, on, supapool.HighLoadConfig().Breaker)
+
+	err := supapool.Config{Breaker: supapool.BreakerConfig{Enabled: true, OpenTimeout: -time.Second}}.Validate()
+	require.ErrorIs(t, err, supapool.ErrInvalidConfig)
+	assert.Contains(t, err.Error(), "Breaker.OpenTimeout is negative")
+}

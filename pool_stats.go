@@ -43,6 +43,11 @@ type Stats struct {
 	ResizeClosed     int64         `json:"resizeClosed"`     // clients closed because SetMaxConnections shrank the pool
 	UseAfterRelease  int64         `json:"useAfterRelease"`  // requests refused because their client was released (ErrClientReleased)
 	Closed           bool          `json:"closed"`           // Close has been called
+
+	// Breaker is the circuit breaker's state (Config.Breaker): "closed",
+	// "open" (requests fail with ErrCircuitOpen) or "half-open" (probes
+	// are let through); "" when the pool has no breaker.
+	Breaker string `json:"breaker"`
 }
 
 // LogValue makes Stats a slog group with the JSON names as keys, so that
@@ -72,6 +77,7 @@ func (s Stats) LogValue() slog.Value {
 		slog.Int64("resetClosed", s.ResetClosed),
 		slog.Int64("resizeClosed", s.ResizeClosed),
 		slog.Int64("useAfterRelease", s.UseAfterRelease),
+		slog.String("breaker", s.Breaker),
 		slog.Bool("closed", s.Closed),
 	)
 }

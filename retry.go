@@ -61,7 +61,9 @@ func Idempotent() RetryOption {
 // Waits between attempts grow exponentially from Config.RetryDelay with
 // full jitter, capped by Config.MaxRetryDelay. A server's Retry-After is
 // honoured when it is longer; one beyond MaxRetryDelay, or a wait that
-// would outlast ctx's deadline, ends the retries with the last error. When
+// would outlast ctx's deadline, ends the retries with the last error, and
+// so does a request refused by an open circuit breaker (ErrCircuitOpen)
+// unless the breaker lets probes through within the wait. When
 // ctx ends during a wait, WithRetry returns at once with an error that
 // matches both ctx's error and the last attempt's.
 //
@@ -90,6 +92,9 @@ func (p *Pool) WithRetry(ctx context.Context, fn func(ctx context.Context, c *su
 				return err // the server will not be ready soon: let the caller decide
 			}
 			wait = e.RetryAfter
+		}
+		if d, refused := breakerWait(err); refused && d > wait {
+			return err // the circuit breaker stays open past the wait: let the caller decide
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			return err // the next attempt could not start before ctx ends

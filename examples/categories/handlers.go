@@ -152,6 +152,7 @@ type errorBody struct {
 // errors contain no key or token either.
 func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, msg := http.StatusInternalServerError, "internal error"
+	quiet := false // a 503 that floods in during an outage or overload, which the pool's Stats (and log) show already
 	var he *httpError
 	var pe *supapool.Error
 	switch {
@@ -161,11 +162,22 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status, msg = http.StatusBadRequest, err.Error()
 	case errors.Is(err, ErrNotFound):
 		status, msg = http.StatusNotFound, err.Error()
-	case errors.Is(err, supapool.ErrAcquireTimeout):
-		// Every pooled client stayed busy for Config.AcquireTimeout: we are
+	case errors.Is(err, supapool.ErrAcquireTimeout), errors.Is(err, supapool.ErrPoolExhausted):
+		// Every pooled client stayed busy for Config.AcquireTimeout, or
+		// Config.MaxWaiting callers already wait for one: we are
 		// overloaded. Ask the caller to come back instead of queueing more.
 		status, msg = http.StatusServiceUnavailable, "server busy, try again"
 		w.Header().Set("Retry-After", "1")
+		quiet = errors.Is(err, supapool.ErrPoolExhausted)
+	case errors.Is(err, supapool.ErrCircuitOpen):
+		// The database has been failing and the pool's circuit breaker
+		// stopped sending it requests: nothing was sent, so the caller may
+		// safely send the same request again once the breaker lets probes
+		// through, which is what Retry-After says. The pool logged the
+		// breaker's opening once.
+		status, msg = http.StatusServiceUnavailable, "database temporarily unavailable, try again"
+		w.Header().Set("Retry-After", retryAfter(err))
+		quiet = true
 	case supapool.IsTransient(err):
 		// The database is unreachable or restarting, and WithRetry has
 		// spent its retries (or it was not safe to retry: then the caller
@@ -185,21 +197,27 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		return // the caller went away; nobody reads an answer
 	}
-	if status >= 500 {
+	if status >= 500 && !quiet {
 		// supapool's errors hold no key or token, so they are safe to log.
 		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
 	}
 	writeJSON(w, status, errorBody{msg})
 }
 
-// retryAfter is the Retry-After to send for a transient error: the
+// retryAfter is the Retry-After to send for a transient error, in whole
+// seconds: when the circuit breaker lets requests through again, or the
 // server's own, or one second.
 func retryAfter(err error) string {
+	d := time.Second
+	var ce *supapool.CircuitOpenError
 	var pe *supapool.Error
-	if errors.As(err, &pe) && pe.RetryAfter > 0 {
-		return strconv.Itoa(int(math.Ceil(pe.RetryAfter.Seconds())))
+	switch {
+	case errors.As(err, &ce):
+		d = max(ce.RetryAfter, time.Second) // 0 while half-open: its probe is out
+	case errors.As(err, &pe) && pe.RetryAfter > 0:
+		d = pe.RetryAfter
 	}
-	return "1"
+	return strconv.Itoa(int(math.Ceil(d.Seconds())))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

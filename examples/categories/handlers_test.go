@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -377,4 +380,63 @@ func TestMetrics(t *testing.T) {
 	}
 	assert.NotContains(t, string(r.Body), fakeServiceKey)
 	assert.NotContains(t, string(r.Body), fakeUserJWT)
+}
+
+// TestCircuitOpen: once the pool's circuit breaker has opened on a failing
+// database, requests are answered 503 at once without being sent, with a
+// Retry-After that says when the breaker lets requests through again.
+func TestCircuitOpen(t *testing.T) {
+	f := &fakePostgREST{answers: []fakeAnswer{{status: 503,
+		body: `{"code":"PGRST000","message":"Database connection error. Retrying the connection."}`}}}
+	cfg := fakeConfig()
+	cfg.Breaker = supapool.BreakerConfig{Enabled: true, ConsecutiveFailures: 2, OpenTimeout: 30 * time.Second}
+	c := startFake(t, f, cfg)
+	retryAfter := func(r reply) int {
+		n, err := strconv.Atoi(r.Header.Get("Retry-After"))
+		require.NoError(t, err, "Retry-After %q", r.Header.Get("Retry-After"))
+		return n
+	}
+
+	// The list's retries open the breaker after two failures, and the
+	// third attempt does not wait 30s for it.
+	start := time.Now()
+	r := c.do("GET", "/budgets/b1/categories", fakeUserJWT, nil)
+	assert.Equal(t, http.StatusServiceUnavailable, r.Status, "body: %s", r.Body)
+	assert.Contains(t, r.errMsg(), "temporarily unavailable")
+	assert.Less(t, time.Since(start), 10*time.Second)
+	assert.Equal(t, 30, retryAfter(r))
+	require.Len(t, f.requests(), 2)
+
+	// A write is refused before it leaves.
+	r = c.do("POST", "/budgets/b1/categories", fakeUserJWT, map[string]any{"name": "Food"})
+	assert.Equal(t, http.StatusServiceUnavailable, r.Status, "body: %s", r.Body)
+	assert.InDelta(t, 30, retryAfter(r), 5)
+	assert.Len(t, f.requests(), 2)
+
+	r = c.do("GET", "/health/pool", "", nil)
+	assert.Equal(t, http.StatusServiceUnavailable, r.Status)
+	assert.Contains(t, string(r.Body), `"breaker":"open"`)
+}
+
+// TestOverloadAndBreaker503s: load shedding (ErrPoolExhausted) and the
+// circuit breaker (ErrCircuitOpen) are 503s with a Retry-After in seconds.
+func TestOverloadAndBreaker503s(t *testing.T) {
+	a := &api{log: slog.New(slog.DiscardHandler)}
+	for _, tc := range []struct {
+		err        error
+		retryAfter string
+		msg        string
+	}{
+		{fmt.Errorf("list: %w", supapool.ErrPoolExhausted), "1", "busy"},
+		{&supapool.CircuitOpenError{State: "open", RetryAfter: 2500 * time.Millisecond}, "3", "temporarily unavailable"},
+		{&supapool.CircuitOpenError{State: "open", RetryAfter: time.Millisecond}, "1", "temporarily unavailable"},
+		{&supapool.CircuitOpenError{State: "half-open"}, "1", "temporarily unavailable"},
+		{&supapool.Error{Method: "GET", Err: &supapool.CircuitOpenError{State: "open", RetryAfter: 4 * time.Second}}, "4", "temporarily unavailable"},
+	} {
+		rec := httptest.NewRecorder()
+		a.writeError(rec, httptest.NewRequest("GET", "/budgets/b1/categories", nil), tc.err)
+		assert.Equal(t, http.StatusServiceUnavailable, rec.Code, "%v", tc.err)
+		assert.Equal(t, tc.retryAfter, rec.Header().Get("Retry-After"), "%v", tc.err)
+		assert.Contains(t, rec.Body.String(), tc.msg)
+	}
 }

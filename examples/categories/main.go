@@ -61,6 +61,9 @@ func run(log *slog.Logger) error {
 	// One pool for the whole process; every request borrows a client from
 	// it. The service-role key is the pool's key, but each API request runs
 	// with the caller's JWT (see api.authed), so row-level security applies.
+	// ProductionConfig turns the circuit breaker on: while the database is
+	// down, requests are answered 503 at once instead of each waiting for
+	// a failure (see writeError).
 	cfg := supapool.ProductionConfig()
 	cfg.Logger = log
 	// No handler holds a client for longer than requestTimeout; one held

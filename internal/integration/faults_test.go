@@ -85,54 +85,33 @@ func TestPostgresStoppedMidRun(t *testing.T) {
 	cfg.MaxRetries, cfg.RetryDelay, cfg.MaxRetryDelay = 3, 20*time.Millisecond, 200*time.Millisecond
 	svc, pool := newService(t, s, cfg)
 
-	type insert struct {
-		marker string
-		err    error
-	}
 	var (
 		mu                 sync.Mutex
-		inserts            []insert
+		inserts            []insertResult
 		fails              failures
 		readsOK, insertsOK atomic.Int64
 	)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	const workers = 6
-	for w := range workers {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := svc.List(ctx, budget); err != nil {
-					fails.add("read", err)
-				} else {
-					readsOK.Add(1)
-				}
-				marker := fmt.Sprintf("pgdown-%d-%d", w, i)
-				_, err := svc.Create(ctx, catalog.NewCategory{BudgetID: budget, OwnerID: "user-a", Name: marker})
-				if err != nil {
-					fails.add("insert", err)
-				} else {
-					insertsOK.Add(1)
-				}
-				mu.Lock()
-				inserts = append(inserts, insert{marker, err})
-				mu.Unlock()
+	ws := newWorkers()
+	for w := range 6 {
+		ws.goLoop(func(i int) {
+			if _, err := svc.List(ctx, budget); err != nil {
+				fails.add("read", err)
+			} else {
+				readsOK.Add(1)
 			}
+			marker := fmt.Sprintf("pgdown-%d-%d", w, i)
+			_, err := svc.Create(ctx, catalog.NewCategory{BudgetID: budget, OwnerID: "user-a", Name: marker})
+			if err != nil {
+				fails.add("insert", err)
+			} else {
+				insertsOK.Add(1)
+			}
+			mu.Lock()
+			inserts = append(inserts, insertResult{marker, err})
+			mu.Unlock()
 		})
 	}
-	stopped := false
-	stopWorkers := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wg.Wait()
-		}
-	}
-	defer stopWorkers()
+	defer ws.stop()
 
 	eventually(t, 10*time.Second, func() bool { return insertsOK.Load() >= 20 }, "workers are running")
 
@@ -209,32 +188,15 @@ func TestPostgresStoppedMidRun(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool {
 		return readsOK.Load() >= readsBefore+20 && insertsOK.Load() >= insertsBefore+20
 	}, "workers keep going after recovery")
-	stopWorkers()
+	ws.stop()
 	t.Logf("PostgreSQL down for %v; it started in %v, and the workers' reads succeeded again %v after that",
 		down.Round(time.Millisecond), pgUp.Round(time.Millisecond), (pgUp + recovered).Round(time.Millisecond))
 	t.Logf("worker failures:\n%v", &fails)
 
 	// No insert is duplicated, and every insert that returned nil is there.
-	counts := nameCounts(ctx, t, s, "pgdown-")
-	var ok, failed, failedButApplied int
-	for _, in := range inserts {
-		n := counts[in.marker]
-		assert.LessOrEqual(t, n, 1, "marker %s appears %d times", in.marker, n)
-		if in.err == nil {
-			ok++
-			assert.Equal(t, 1, n, "marker %s: insert returned nil", in.marker)
-			continue
-		}
-		failed++
-		if n > 0 {
-			// Possible only when the failure did not prove the statement never ran.
-			failedButApplied++
-			assert.False(t, asError(t, in.err).NeverRan(), "marker %s: %v", in.marker, in.err)
-		}
-	}
-	assert.Len(t, counts, ok+failedButApplied, "no rows without a matching insert")
+	n := checkInserts(ctx, t, s, "pgdown-", inserts)
 	t.Logf("inserts: %d returned nil, %d failed (%d of them applied nonetheless); rows: %d; reads ok: %d",
-		ok, failed, failedButApplied, len(counts), readsOK.Load())
+		n.ok, n.failed, n.failedButApplied, n.rows, readsOK.Load())
 
 	checkStats(t, pool.Stats())
 	h = pool.HealthCheck(ctx)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,4 +132,81 @@ func eventually(t *testing.T, d time.Duration, cond func() bool, msgAndArgs ...a
 	start := time.Now()
 	require.Eventually(t, cond, d, 10*time.Millisecond, msgAndArgs...)
 	return time.Since(start)
+}
+
+// insertResult is one insert a worker made: the category's name, unique to
+// the insert, and what Create returned.
+type insertResult struct {
+	marker string
+	err    error
+}
+
+// insertTally is what became of a run's inserts.
+type insertTally struct {
+	ok, refused, failed, failedButApplied, rows int
+}
+
+// checkInserts compares the categories whose names start with prefix with
+// the inserts that made them: none is stored twice; every insert that
+// returned nil is stored; one refused by the circuit breaker is not; one
+// that failed otherwise is stored only if its failure did not prove that it
+// never ran; and there is no row without an insert.
+func checkInserts(ctx context.Context, t *testing.T, s *stack.Stack, prefix string, inserts []insertResult) insertTally {
+	t.Helper()
+	counts := nameCounts(ctx, t, s, prefix)
+	var n insertTally
+	for _, in := range inserts {
+		c := counts[in.marker]
+		assert.LessOrEqual(t, c, 1, "marker %s appears %d times", in.marker, c)
+		switch {
+		case in.err == nil:
+			n.ok++
+			assert.Equal(t, 1, c, "marker %s: insert returned nil", in.marker)
+		case errors.Is(in.err, supapool.ErrCircuitOpen):
+			n.refused++
+			assert.Zero(t, c, "marker %s was refused by the circuit breaker: %v", in.marker, in.err)
+		default:
+			n.failed++
+			if c > 0 {
+				n.failedButApplied++
+				assert.False(t, asError(t, in.err).NeverRan(), "marker %s: %v", in.marker, in.err)
+			}
+		}
+	}
+	n.rows = len(counts)
+	assert.Equal(t, n.ok+n.failedButApplied, n.rows, "no rows without a matching insert")
+	return n
+}
+
+// workers are goroutines that loop until stop is called.
+type workers struct {
+	quit    chan struct{}
+	wg      sync.WaitGroup
+	stopped bool
+}
+
+func newWorkers() *workers { return &workers{quit: make(chan struct{})} }
+
+// goLoop runs body in a new goroutine with i = 0, 1, ... until stop.
+func (w *workers) goLoop(body func(i int)) {
+	w.wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-w.quit:
+				return
+			default:
+			}
+			body(i)
+		}
+	})
+}
+
+// stop ends the loops and waits for them. Later calls do nothing; call it
+// from the test's goroutine only.
+func (w *workers) stop() {
+	if !w.stopped {
+		w.stopped = true
+		close(w.quit)
+		w.wg.Wait()
+	}
 }

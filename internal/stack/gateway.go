@@ -54,6 +54,7 @@ func (s *Stack) startProxy() error {
 			http.NotFound(w, r)
 			return
 		}
+		s.requests.Add(1)
 		rp.ServeHTTP(w, r)
 	})
 	s.proxyAddr = ln.Addr().String()
@@ -166,6 +167,11 @@ func (s *Stack) connState(_ net.Conn, st http.ConnState) {
 func (s *Stack) Conns() ConnStats {
 	return ConnStats{Open: s.connOpen.Load(), Peak: s.connPeak.Load(), New: s.connNew.Load()}
 }
+
+// Requests returns how many requests for /rest/v1 the proxy has received
+// since Start, whatever became of them (PostgREST's answer or the proxy's
+// 502).
+func (s *Stack) Requests() int64 { return s.requests.Load() }
 
 // ResetConns zeroes New and sets Peak to the connections open now.
 func (s *Stack) ResetConns() {

@@ -11,7 +11,7 @@
 // Supabase's gateway does; anything else is 404) and answers 502 when
 // PostgREST is down. StopProxy and StartProxy take the proxy itself down
 // and up again on the same address, for "connection refused". Its server
-// side counts TCP connections (see Conns).
+// side counts TCP connections (see Conns) and requests (Requests).
 //
 // The files, by concern: stack.go holds Options, Stack, Start and Close;
 // postgres.go PostgreSQL's lifecycle and SQL; postgrest.go PostgREST's;
@@ -81,6 +81,7 @@ type Stack struct {
 
 	connNew, connOpen, connPeak atomic.Int64
 	connsLive                   sync.WaitGroup // one count per open proxy connection
+	requests                    atomic.Int64   // requests for /rest/v1 the proxy received
 }
 
 const (
