@@ -3,6 +3,7 @@ package supapool_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -198,54 +199,74 @@ func TestResizeAndResetBoundTCPConnections(t *testing.T) {
 }
 
 // TestResizeAndResetUnderStress interleaves Reset and SetMaxConnections
-// with Acquire, Release, Discard and Close-free traffic: no client has two
-// owners, the identities hold, and never more clients exist than the
-// largest maximum set.
+// with Acquire, Release and Discard, and in the second case with a Close
+// partway: no client has two owners, the identities hold, never more
+// clients exist than the largest maximum set, and after the run the
+// maximum in force holds (or, closed, nothing is left).
 func TestResizeAndResetUnderStress(t *testing.T) {
-	const largest = 6
-	p := newPool(t, supapool.Config{MaxConnections: 4, MinConnections: 1, AcquireTimeout: time.Second})
-	var owners sync.Map
-	var acquired atomic.Int64
-	stopWatching := watchIdentitiesWithin(t, p, largest)
-	stop := make(chan struct{})
-	var chaos sync.WaitGroup
-	chaos.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
+	for _, closeAfter := range []int{0, 200} { // chaos rounds before Close; 0: never
+		t.Run(fmt.Sprintf("close after %d", closeAfter), func(t *testing.T) {
+			const largest = 6
+			p := newPool(t, supapool.Config{MaxConnections: 4, MinConnections: 1, AcquireTimeout: time.Second})
+			var owners sync.Map
+			var acquired atomic.Int64
+			stopWatching := watchIdentitiesWithin(t, p, largest)
+			stop := make(chan struct{})
+			var chaos sync.WaitGroup
+			chaos.Go(func() {
+				for i := 1; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					switch {
+					case i == closeAfter:
+						go func() { assert.NoError(t, p.Close(context.Background())) }()
+					case i%3 == 0:
+						p.Reset()
+					default:
+						err := p.SetMaxConnections(1 + i%largest)
+						if !errors.Is(err, supapool.ErrPoolClosed) {
+							assert.NoError(t, err)
+						}
+					}
+					time.Sleep(20 * time.Microsecond) // pacing, not synchronisation
+				}
+			})
+			var wg sync.WaitGroup
+			for w := range 16 {
+				wg.Go(func() {
+					r := newRand(w)
+					for range 300 {
+						c, err := p.Acquire(context.Background())
+						switch {
+						case errors.Is(err, supapool.ErrAcquireTimeout):
+							continue
+						case errors.Is(err, supapool.ErrPoolClosed):
+							return
+						case !assert.NoError(t, err):
+							return
+						}
+						acquired.Add(1)
+						holdAndReturn(t, p, &owners, w, c, r, 20*time.Microsecond, r.IntN(3) == 0)
+					}
+				})
 			}
-			if i%3 == 0 {
-				p.Reset()
+			wg.Wait()
+			close(stop)
+			chaos.Wait()
+			stopWatching()
+			s := checkQuiet(t, p, acquired.Load())
+			if closeAfter > 0 {
+				require.NoError(t, p.Close(context.Background()))
+				s = p.Stats()
+				assert.True(t, s.Closed)
+				assert.Zero(t, s.TotalConnections, "a closed pool keeps nothing")
 			} else {
-				require.NoError(t, p.SetMaxConnections(1+i%largest))
+				assert.LessOrEqual(t, s.TotalConnections, s.MaxConnections, "once all are back, the max in force holds")
 			}
-			time.Sleep(20 * time.Microsecond)
-		}
-	})
-	var wg sync.WaitGroup
-	for w := range 16 {
-		wg.Go(func() {
-			r := newRand(w)
-			for range 300 {
-				c, err := p.Acquire(context.Background())
-				if errors.Is(err, supapool.ErrAcquireTimeout) {
-					continue
-				}
-				if !assert.NoError(t, err) {
-					return
-				}
-				acquired.Add(1)
-				holdAndReturn(t, p, &owners, w, c, r, 20*time.Microsecond, r.IntN(3) == 0)
-			}
+			t.Logf("acquired %d; stats %+v", acquired.Load(), s)
 		})
 	}
-	wg.Wait()
-	close(stop)
-	chaos.Wait()
-	stopWatching()
-	s := checkQuiet(t, p, acquired.Load())
-	assert.LessOrEqual(t, s.TotalConnections, s.MaxConnections, "once all are back, the max in force holds")
-	t.Logf("acquired %d; stats %+v", acquired.Load(), s)
 }
