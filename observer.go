@@ -217,7 +217,7 @@ func (p *Pool) destroyedLocked(reason CloseReason) {
 // timedOutLocked reports an Acquire that gave up after waiting waited.
 func (p *Pool) timedOutLocked(waited time.Duration) {
 	p.emit(Event{Kind: EventTimeout, Duration: waited})
-	p.debug("supapool: acquire timed out", "waited", waited, "active", p.active, "max", p.cfg.MaxConnections, "waiting", p.waiting)
+	p.debug("supapool: acquire timed out", "waited", waited, "active", p.active, "max", p.max, "waiting", p.waiting)
 }
 
 // debug logs a pool event at Debug level, if that level is enabled.
