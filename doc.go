@@ -63,8 +63,10 @@
 // New starts the pool's reaper goroutine, which shrinks the pool back to
 // MinConnections once clients have been surplus for IdleTimeout and
 // retires clients past MaxLifetime, and, with LeakThreshold, the leak
-// checker; Close stops them and waits for the clients in use to come back. No key or token ever appears in the pool's
-// errors, logs, Stats or health reports.
+// checker; Close stops them and waits for the clients in use to come
+// back. While the pool serves, MaxWaiting sheds load, SetMaxConnections
+// resizes it and Reset retires every client and connection. No key or
+// token ever appears in the pool's errors, logs, Stats or health reports.
 //
 // # Where things are
 //
@@ -90,5 +92,11 @@
 //	auth.go         WithAuthToken, request-scoped user tokens
 //	health.go       HealthCheck and its result types
 //	http.go         HealthHandler and the X-Pool-* middleware
-//	internal/       clientpatch (binding supabase-go to a transport) and the test stack
+//	internal/       clientpatch (binding supabase-go to a transport) and the test harnesses
+//	prometheus/, otel/  the metrics modules (their own go.mod)
+//
+// Every request a pooled client sends passes the same layers, each in its
+// own file: the client's checkout (checkout.go), the observer
+// (observe_transport.go), the endpoint's circuit breaker (breaker.go) and
+// the sized transport (transport.go), wrapped by Config.WrapTransport.
 package supapool
