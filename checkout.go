@@ -9,6 +9,7 @@ import (
 	functions "github.com/supabase-community/functions-go"
 	storage "github.com/supabase-community/storage-go"
 	supabase "github.com/supabase-community/supabase-go"
+	"github.com/supapool/supapool/internal/clientpatch"
 )
 
 // A checkout binds a client to whoever holds it: the principal its
@@ -144,21 +145,43 @@ func (p *Pool) bind(c *conn, ctx context.Context, rec *wireRecord, closure conte
 	c.bound.Store(b)
 }
 
-// unbindLocked ends c's checkout: its transport refuses to send from now
-// on, and so do its Storage and Functions clients (see released). It reports
-// whether the holder changed the client's auth state (UpdateAuthSession,
-// SignIn*, or by assigning Auth, Storage or Functions), in which case c
-// must not be reused.
-func (p *Pool) unbindLocked(c *conn) (changed bool) {
+// unbind ends the checkout of client, a client of p: from now on its
+// transport refuses to send, and so do its Storage and Functions clients
+// (see released). It takes no lock: the client's own transport leads to its
+// conn, and swapping the binding to nil lets exactly one Release or Discard
+// of a checkout through. It returns nil for a client that is not checked
+// out from p (nil, another pool's, released already, or one whose Acquire
+// has not returned yet), and reports whether the holder changed the
+// client's auth state (UpdateAuthSession, SignIn*, or by assigning Auth,
+// Storage or Functions), in which case c must not be reused.
+func (p *Pool) unbind(client *supabase.Client) (c *conn, changed bool) {
+	if client == nil {
+		return nil, false
+	}
+	if rt, err := clientpatch.Transport(client); err == nil {
+		if ct, ok := rt.(*clientTransport); ok && ct.p == p {
+			c = ct.c
+		}
+	} else {
+		// supabase-go's layout is unknown (New logged it): look it up.
+		p.mu.Lock()
+		c = p.conns[client]
+		p.mu.Unlock()
+	}
+	if c == nil {
+		return nil, false
+	}
 	b := c.bound.Swap(nil)
+	if b == nil {
+		return nil, false
+	}
 	wantStorage, wantFunctions := c.storage, c.functions
-	if b != nil && b.storage != nil {
+	if b.storage != nil {
 		wantStorage, wantFunctions = b.storage, b.functions
 	}
-	client := c.client
 	changed = client.Auth != c.auth || client.Storage != wantStorage || client.Functions != wantFunctions
 	client.Storage, client.Functions = released.storage, released.functions
-	return changed
+	return c, changed
 }
 
 // released holds the Storage and Functions clients of every client that is

@@ -628,20 +628,15 @@ func (p *Pool) Release(c *supabase.Client) error { return p.put(c, false) }
 func (p *Pool) Discard(c *supabase.Client) error { return p.put(c, true) }
 
 func (p *Pool) put(client *supabase.Client, discard bool) error {
-	if client == nil {
+	c, changed := p.unbind(client) // outside the lock, as is the clock
+	if c == nil {
 		return ErrUnknownClient
 	}
-	now := p.stamp() // outside the lock
+	now := p.stamp()
 	p.mu.Lock()
-	c := p.conns[client]
-	if c == nil || !c.active {
-		p.mu.Unlock()
-		return ErrUnknownClient
-	}
 	c.active = false
 	p.active--
 	p.counts.released++
-	changed := p.unbindLocked(c)
 	ci := p.checkinLocked(c, now)
 	var w *waiter // to be handed handed
 	handed := c
