@@ -1,6 +1,7 @@
 package supapool
 
 import (
+	"slices"
 	"sync"
 )
 
@@ -76,5 +77,7 @@ func configDiff(have, want Config) []string {
 	add("MaxRetries", have.MaxRetries != want.MaxRetries)
 	add("RetryDelay", have.RetryDelay != want.RetryDelay || have.MaxRetryDelay != want.MaxRetryDelay)
 	add("ClientOptions", have.ClientOptions != want.ClientOptions)
+	add("TLSClientConfig", have.TLSClientConfig != want.TLSClientConfig)
+	add("ReadReplicas", !slices.Equal(have.ReadReplicas, want.ReadReplicas) || have.ReplicaCoolDown != want.ReplicaCoolDown)
 	return diff
 }

@@ -38,6 +38,9 @@ type Pool struct {
 	log   *slog.Logger
 	rt    http.RoundTripper // the shared chain below every client's own transport (see checkout.go)
 	own   *ownTransport     // the pool's own transport; nil with Config.Transport
+	// router sends each request to the primary or a read replica
+	// (router.go); nil without Config.ReadReplicas. Part of rt.
+	router *router
 
 	// idle holds the idle clients, oldest first. Its capacity is at least
 	// the MaxConnections in force, so a send never blocks; SetMaxConnections
@@ -151,6 +154,10 @@ func New(url, key string, cfg Config) (*Pool, error) {
 	if base == nil {
 		p.own = newOwnTransport(cfg)
 		base = p.own
+	}
+	if len(cfg.ReadReplicas) > 0 {
+		p.router = newRouter(url, cfg, base, p.epoch)
+		base = p.router
 	}
 	p.rt = base
 	if err := clientpatch.Check(); err != nil {
@@ -660,6 +667,7 @@ func (p *Pool) statsLocked() Stats {
 		ResizeClosed:         p.counts.resizeClosed,
 		UseAfterRelease:      p.useAfterRelease.Load(),
 		Closed:               p.closed,
+		Endpoints:            p.router.stats(),
 	}
 }
 
