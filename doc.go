@@ -41,6 +41,14 @@
 // PostgREST's code. WithAuthToken makes the requests of one ctx run as a
 // user (row-level security) without changing the pooled client.
 //
+// # Read replicas
+//
+// With Config.ReadReplicas, reads (GET and HEAD to the REST API) go to a
+// healthy replica and everything else to the primary; a checkout's reads
+// after its first write, and requests under OnPrimary, go to the primary.
+// A read a replica cannot serve is sent on to another endpoint within the
+// same request, and the replica is skipped for Config.ReplicaCoolDown.
+//
 // # Observability
 //
 // Stats returns a consistent snapshot in the spirit of database/sql's
@@ -72,6 +80,7 @@
 //	errors.go       Error, the sentinels, the error types, IsTransient, NeverRan
 //	wire.go         classifying a round trip, and the per-attempt record of them
 //	transport.go    the pool's own sized http.Transport
+//	router.go       read replicas: routing, failover, ejection, OnPrimary, per-endpoint stats
 //	auth.go         WithAuthToken, request-scoped user tokens
 //	health.go       HealthCheck and its result types
 //	http.go         HealthHandler and the X-Pool-* middleware
