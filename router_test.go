@@ -23,25 +23,12 @@ import (
 	"github.com/supapool/supapool"
 )
 
-// newReplicaPool makes a pool on primary with the given read replicas,
-// closed at the test's end.
+// newReplicaPool makes a pool on primary with the given read replicas, as
+// newService does, closed at the test's end.
 func newReplicaPool(t *testing.T, primary string, cfg supapool.Config, replicas ...string) *supapool.Pool {
 	t.Helper()
 	cfg.ReadReplicas = replicas
-	if cfg.MaxConnections == 0 {
-		cfg.MaxConnections = 4
-	}
-	if cfg.RetryDelay == 0 {
-		cfg.RetryDelay = time.Millisecond
-	}
-	p, err := supapool.New(primary, testKey, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, p.Close(ctx))
-	})
-	return p
+	return newService(t, primary, cfg).Pool()
 }
 
 // readFrom reads through c and returns which endpoint served the read.

@@ -286,14 +286,7 @@ func TestHTTP2OverTLS(t *testing.T) {
 	cfg := testConfig(maxConns)
 	cfg.MinConnections = 0
 	cfg.TLSClientConfig = s.TLSClientConfig()
-	pool, err := supapool.New(s.TLSURL, s.ServiceKey, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		assert.NoError(t, pool.Close(c))
-	})
-	svc := catalog.NewService(pool)
+	svc, pool := newServiceAt(t, s.TLSURL, s.ServiceKey, cfg)
 	s.ResetConns()
 
 	var ok, failed, foreign atomic.Int64

@@ -301,20 +301,12 @@ func (s *Stack) StopReplicaProxy() error { return s.stopGateway(s.replica) }
 func (s *Stack) StartReplicaProxy(ctx context.Context) error { return s.startGateway(ctx, s.replica) }
 
 func (s *Stack) stopGateway(n *node) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(n); err != nil {
-		return err
-	}
-	n.gw.stop(proxyStopGrace)
-	return nil
+	return s.onNode(n, func() error {
+		n.gw.stop(proxyStopGrace)
+		return nil
+	})
 }
 
 func (s *Stack) startGateway(ctx context.Context, n *node) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(n); err != nil {
-		return err
-	}
-	return n.gw.start(ctx)
+	return s.onNode(n, func() error { return n.gw.start(ctx) })
 }

@@ -11,17 +11,23 @@ import (
 )
 
 func (s *Stack) initdb(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, filepath.Join(s.bins.pgBin, "initdb"),
+	return s.runTool(ctx, "initdb",
 		"-D", s.primary.dataDir, "-U", "postgres", "-E", "UTF8", "--locale=C",
 		"--auth-local=trust", "--auth-host=scram-sha-256",
 		"--no-sync", "--no-instructions")
+}
+
+// runTool runs one of PostgreSQL's programs as PostgreSQL's OS user, in
+// the stack's folder, and returns an error with its last output if it fails.
+func (s *Stack) runTool(ctx context.Context, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.bins.pgBin, name), args...)
 	cmd.Env = childEnv()
 	cmd.Dir = s.dir
 	cmd.SysProcAttr = sysProcAttr(s.cred)
 	out := newTailBuffer(outputBufBytes)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("stack: initdb: %w; last output:\n%s", err, out.Tail(20))
+		return fmt.Errorf("stack: %s: %w; last output:\n%s", name, err, out.Tail(20))
 	}
 	return nil
 }
@@ -93,25 +99,17 @@ func (s *Stack) StopReplica(ctx context.Context) error { return s.stopPostgres(c
 func (s *Stack) StartReplica(ctx context.Context) error { return s.startPostgres(ctx, s.replica) }
 
 func (s *Stack) stopPostgres(ctx context.Context, n *node) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(n); err != nil {
-		return err
-	}
-	if n.pg != nil {
-		n.pg.stop(ctx, syscall.SIGINT, pgStopGrace)
-		n.pg = nil
-	}
-	return nil
+	return s.onNode(n, func() error {
+		if n.pg != nil {
+			n.pg.stop(ctx, syscall.SIGINT, pgStopGrace)
+			n.pg = nil
+		}
+		return nil
+	})
 }
 
 func (s *Stack) startPostgres(ctx context.Context, n *node) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(n); err != nil {
-		return err
-	}
-	return s.startPostgresLocked(ctx, n)
+	return s.onNode(n, func() error { return s.startPostgresLocked(ctx, n) })
 }
 
 // SQL runs query (one or more statements) with psql -XAt as the superuser

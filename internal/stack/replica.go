@@ -3,7 +3,6 @@ package stack
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -23,16 +22,10 @@ func (s *Stack) makeReplicaLocked(ctx context.Context) error {
 		return fmt.Errorf("stack: replica: %w", err)
 	}
 	conninfo := fmt.Sprintf("host=127.0.0.1 port=%d user=replicator password=%s application_name=replica", s.primary.pgPort, s.replPassword)
-	cmd := exec.CommandContext(ctx, filepath.Join(s.bins.pgBin, "pg_basebackup"),
+	if err := s.runTool(ctx, "pg_basebackup",
 		"-d", conninfo, "-D", n.dataDir, "--write-recovery-conf", "--wal-method=stream",
-		"--checkpoint=fast", "--no-sync")
-	cmd.Env = childEnv()
-	cmd.Dir = s.dir
-	cmd.SysProcAttr = sysProcAttr(s.cred)
-	out := newTailBuffer(outputBufBytes)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("stack: pg_basebackup: %w; last output:\n%s", err, out.Tail(20))
+		"--checkpoint=fast", "--no-sync"); err != nil {
+		return err
 	}
 	return retryPorts(func() error {
 		n.pgPort = freePort()

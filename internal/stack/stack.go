@@ -117,6 +117,16 @@ func (s *Stack) nodes() []*node {
 	return []*node{&s.primary}
 }
 
+// onNode runs f with mu held, unless n cannot be acted on (see usable).
+func (s *Stack) onNode(n *node, f func() error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(n); err != nil {
+		return err
+	}
+	return f()
+}
+
 // usable returns an error when n cannot be acted on: the stack is closed,
 // or n is the replica of a stack without one. The caller holds mu.
 func (s *Stack) usable(n *node) error {
