@@ -10,8 +10,8 @@ import (
 // ownTransport is the transport a pool owns when Config.Transport is nil:
 // an *http.Transport sized to the pool, at most MaxConnections connections
 // per host (the primary and each read replica), all of which may stay
-// idle, for as long as an idle client would; with Config.TLSClientConfig. The other timeouts keep a dead network from holding a client
-// forever.
+// idle, for as long as an idle client would, with Config.TLSClientConfig.
+// The other timeouts keep a dead network from holding a client forever.
 //
 // An http.Transport's limits must not change while it is in use, so
 // SetMaxConnections and Reset replace the current one with a fresh
