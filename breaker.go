@@ -12,9 +12,10 @@ import (
 	"github.com/sony/gobreaker/v2"
 )
 
-// breaker is the circuit breaker of one upstream endpoint (one today, the
-// pool's URL; read replicas will add more), and the layer of the request
-// path in front of that endpoint's transport:
+// breaker is the circuit breaker of one upstream endpoint (the pool's URL,
+// and with Config.ReadReplicas each replica: router.go gives every endpoint
+// its own), and the layer of the request path in front of that endpoint's
+// transport:
 //
 //	client's own transport (checkout.go) -> ... -> breaker -> the sized http.Transport
 //
@@ -193,6 +194,22 @@ func (r *breakerReport) report(req *http.Request, fail *Error) {
 	}
 	r.done(outcome(req, fail))
 	r.done = nil
+}
+
+// finish tells the attempt's breaker its outcome. r may be nil.
+func (r *breakerReport) finish(outcome error) {
+	if r != nil && r.done != nil {
+		r.done(outcome)
+		r.done = nil
+	}
+}
+
+// handTo passes the attempt's breaker on to outer, the client transport's
+// report, which will judge the answer. r may be nil.
+func (r *breakerReport) handTo(outer *breakerReport) {
+	if r != nil && outer != nil {
+		outer.done, r.done = r.done, nil
+	}
 }
 
 // breakerWait returns how long from now the breaker that refused the

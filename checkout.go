@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	functions "github.com/supabase-community/functions-go"
 	storage "github.com/supabase-community/storage-go"
@@ -33,12 +34,19 @@ type checkout struct {
 	// the user's token, which stand in for the pooled ones until release.
 	storage   *storage.Client
 	functions *functions.Client
+
+	// primary: with read replicas, every read of this checkout goes to the
+	// primary from now on, because it has sent a write (read-your-writes)
+	// or was made with an OnPrimary ctx. See router.pin.
+	primary atomic.Bool
 }
 
 // clientTransport is the RoundTripper of one pooled client: the first layer
 // of every request the client sends, before the pool's shared chain
-// (Pool.rt: the circuit breaker, then the sized http.Transport). It
-// observes every response once, and tells the breaker how it went.
+// (Pool.rt: the observer, the router when there are read replicas, the
+// circuit breaker of each endpoint, then Config.WrapTransport and the sized
+// http.Transport). It observes every response once, and tells the breaker
+// how it went.
 type clientTransport struct {
 	p *Pool
 	c *conn
@@ -72,6 +80,9 @@ func (t *clientTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		closeBody(req)
 	} else {
+		if t.p.router != nil {
+			req = t.p.router.pin(b, req)
+		}
 		req, br = t.p.withBreakerReport(req)
 		resp, err = t.p.rt.RoundTrip(req)
 	}
@@ -129,11 +140,17 @@ func (p *Pool) bind(c *conn, ctx context.Context, rec *wireRecord, closure conte
 	if tok == nil {
 		c.client.Storage, c.client.Functions = c.storage, c.functions
 		if rec == nil && closure == nil {
+			if p.router != nil {
+				c.plain.primary.Store(routeFrom(ctx) == pinPrimary) // a fresh checkout has not written
+			}
 			c.bound.Store(&c.plain)
 			return
 		}
 	}
 	b := &checkout{tok: tok, rec: rec, ctx: closure}
+	if p.router != nil && routeFrom(ctx) == pinPrimary {
+		b.primary.Store(true)
+	}
 	if tok != nil {
 		// Storage and Functions take no transport and no ctx: give this
 		// checkout clients of their own that carry the user's token. With

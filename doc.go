@@ -46,6 +46,14 @@
 // failing: they fail at once with ErrCircuitOpen, unsent, until a probe
 // gets a good answer.
 //
+// # Read replicas
+//
+// With Config.ReadReplicas, reads (GET and HEAD to the REST API) go to a
+// healthy replica and everything else to the primary; a checkout's reads
+// after its first write, and requests under OnPrimary, go to the primary.
+// A read a replica cannot serve is sent on to another endpoint within the
+// same request, and the replica is skipped for Config.ReplicaCoolDown.
+//
 // # Observability
 //
 // Stats returns a consistent snapshot in the spirit of database/sql's
@@ -89,6 +97,7 @@
 //	transport.go    the pool's own sized http.Transport
 //	observe_transport.go  Config.WrapTransport and the layer that reports requests
 //	breaker.go      the circuit breaker in front of the upstream (Config.Breaker)
+//	router.go       read replicas: routing, failover, ejection, OnPrimary, per-endpoint stats
 //	auth.go         WithAuthToken, request-scoped user tokens
 //	health.go       HealthCheck and its result types
 //	http.go         HealthHandler and the X-Pool-* middleware

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -511,4 +512,121 @@ func (l *logRecorder) logged() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]string(nil), l.lines...)
+}
+
+// endpointServer is a fake PostgREST endpoint, a primary or a read
+// replica: it counts the requests it served by kind, those that came over
+// HTTP/2, its TCP connections and the most requests it had in flight at
+// once, checks that each carries the pool's apikey, and answers reads
+// with [{"id":1,"from":NAME}], writes with 201, or with fail while set.
+type endpointServer struct {
+	*httptest.Server
+	name                 string
+	reads, writes, http2 atomic.Int64
+	inFlight             *gauge // requests in flight; tests may share one between servers
+	conns                connTracker
+	fail                 atomic.Pointer[reply] // answer every request with this while set
+	failTimes            atomic.Int64          // if positive, fail is cleared after that many answers
+	gate                 chan struct{}         // if not nil, requests report on arrived (if it has room) and wait for gate to close
+	arrived              chan struct{}
+
+	mu    sync.Mutex
+	paths []string // the paths of the requests served
+	auth  []string // their Authorization headers
+}
+
+// newEndpointServer starts an endpoint; with h2 it serves TLS with HTTP/2.
+func newEndpointServer(t *testing.T, name string, h2 bool) *endpointServer {
+	e := &endpointServer{name: name, inFlight: new(gauge)}
+	e.Server = httptest.NewUnstartedServer(http.HandlerFunc(e.serve))
+	e.Config.ConnState = e.conns.state
+	if h2 {
+		e.EnableHTTP2 = true
+		e.StartTLS()
+	} else {
+		e.Start()
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+func (e *endpointServer) serve(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	e.inFlight.enter()
+	defer e.inFlight.leave()
+	if r.ProtoMajor == 2 {
+		e.http2.Add(1)
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		e.reads.Add(1)
+	} else {
+		e.writes.Add(1)
+	}
+	e.mu.Lock()
+	e.paths = append(e.paths, r.Method+" "+r.URL.Path)
+	e.auth = append(e.auth, r.Header.Get("Authorization"))
+	e.mu.Unlock()
+	if e.gate != nil {
+		select {
+		case e.arrived <- struct{}{}:
+		default:
+		}
+		<-e.gate
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if rep := e.fail.Load(); rep != nil {
+		if e.failTimes.Load() > 0 && e.failTimes.Add(-1) == 0 {
+			e.fail.Store(nil)
+		}
+		w.WriteHeader(rep.status)
+		_, _ = io.WriteString(w, rep.body)
+		return
+	}
+	if r.Header.Get("apikey") != testKey {
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, noAuthJWT.body)
+		return
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		_, _ = io.WriteString(w, `[{"id":1,"from":"`+e.name+`"}]`)
+		return
+	}
+	w.WriteHeader(http.StatusCreated)
+	_, _ = io.WriteString(w, `[{"id":1}]`)
+}
+
+// served returns the method and path of each request served, and their
+// Authorization headers.
+func (e *endpointServer) served() (paths, auth []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.paths), slices.Clone(e.auth)
+}
+
+// total is the requests served.
+func (e *endpointServer) total() int64 { return e.reads.Load() + e.writes.Load() }
+
+// gauge counts something in progress and its peak.
+type gauge struct{ cur, peak atomic.Int64 }
+
+func (g *gauge) enter() {
+	n := g.cur.Add(1)
+	for {
+		peak := g.peak.Load()
+		if n <= peak || g.peak.CompareAndSwap(peak, n) {
+			return
+		}
+	}
+}
+
+func (g *gauge) leave() { g.cur.Add(-1) }
+
+// refusedURL returns the URL of a loopback port that refuses connections:
+// a listener that was opened and closed again.
+func refusedURL(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	u := "http://" + ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return u
 }

@@ -1,6 +1,7 @@
 package supapool
 
 import (
+	"slices"
 	"sync"
 )
 
@@ -78,5 +79,7 @@ func configDiff(have, want Config) []string {
 	add("ClientOptions", have.ClientOptions != want.ClientOptions)
 	add("LeakThreshold", have.LeakThreshold != want.LeakThreshold)
 	add("Breaker", have.Breaker != want.Breaker)
+	add("TLSClientConfig", have.TLSClientConfig != want.TLSClientConfig)
+	add("ReadReplicas", !slices.Equal(have.ReadReplicas, want.ReadReplicas) || have.ReplicaCoolDown != want.ReplicaCoolDown)
 	return diff
 }

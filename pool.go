@@ -40,6 +40,9 @@ type Pool struct {
 	log   *slog.Logger
 	rt    http.RoundTripper // the shared chain below every client's own transport (see checkout.go)
 	own   *ownTransport     // the pool's own transport; nil with Config.Transport
+	// router sends each request to the primary or a read replica
+	// (router.go); nil without Config.ReadReplicas. Part of rt.
+	router *router
 
 	breaker *breaker // the upstream's circuit breaker, a layer of rt (breaker.go); nil when disabled
 
@@ -164,7 +167,13 @@ func New(url, key string, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Breaker.Enabled {
+	switch {
+	case len(cfg.ReadReplicas) > 0:
+		// One breaker per endpoint, below the router (router.go).
+		p.router = newRouter(url, cfg, base, p.epoch, p.log)
+		p.breaker = p.router.primary.breaker
+		base = p.router
+	case cfg.Breaker.Enabled:
 		p.breaker = newBreaker(url, base, cfg.Breaker, p.log)
 		base = p.breaker
 	}
@@ -712,6 +721,7 @@ func (p *Pool) statsLocked() Stats {
 		UseAfterRelease:      p.useAfterRelease.Load(),
 		Breaker:              p.breaker.state(),
 		Closed:               p.closed,
+		Endpoints:            p.router.stats(),
 	}
 }
 

@@ -1,6 +1,7 @@
 package supapool
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,6 +136,30 @@ type Config struct {
 	// turn it on).
 	Breaker BreakerConfig
 
+	// TLSClientConfig, if set, is the TLS configuration of the pool's own
+	// transport (a private CA in RootCAs, client certificates), so that a
+	// TLS setup keeps the sized transport. The pool uses a copy. Over TLS
+	// the transport negotiates HTTP/2 where the server offers it. Nil means
+	// Go's defaults. It is not used when Transport is set.
+	TLSClientConfig *tls.Config
+
+	// ReadReplicas are the API URLs of read replicas (or of a load
+	// balancer that serves reads), in the same form as New's url: the
+	// clients' paths (/rest/v1/...) are kept, and only the scheme, host and
+	// path prefix change. GET and HEAD requests for the REST API go to a
+	// healthy replica, the one with the fewest requests in flight; every
+	// other request goes to New's url, the primary. Once a checkout has
+	// sent a write, its later reads go to the primary (read-your-writes);
+	// OnPrimary sends every request of a ctx there. A read that a replica
+	// could not serve is sent at once to another endpoint. See router.go
+	// and the README. Nil means every request goes to the primary.
+	ReadReplicas []string
+
+	// ReplicaCoolDown is how long a replica that failed (a transport
+	// error, or a 502, 503 or 504 answer) is skipped before one read tries
+	// it again. Only used with ReadReplicas. Zero means 5s.
+	ReplicaCoolDown time.Duration
+
 	// Logger receives the pool's warnings (a client that could not be bound
 	// to the pool's transport, an Instance call with a different Config, a
 	// leak, the circuit breaker's state changes, which it must not answer
@@ -251,6 +276,7 @@ func (c Config) Validate() error {
 		{"HealthCheckTimeout", int64(c.HealthCheckTimeout)},
 		{"LeakThreshold", int64(c.LeakThreshold)},
 		{"Breaker.OpenTimeout", int64(c.Breaker.OpenTimeout)},
+		{"ReplicaCoolDown", int64(c.ReplicaCoolDown)},
 	} {
 		if f.v < 0 {
 			bad(f.name, "is negative (%d); use a positive value, or zero for the default", f.v)
@@ -262,6 +288,14 @@ func (c Config) Validate() error {
 	}
 	if c.MaxLifetimeJitter > 0 && c.MaxLifetime == 0 {
 		bad("MaxLifetimeJitter", "is set but MaxLifetime is zero; set MaxLifetime too, or drop the jitter")
+	}
+	if len(c.ReadReplicas) > maxReadReplicas {
+		bad("ReadReplicas", "has %d URLs; at most %d are supported", len(c.ReadReplicas), maxReadReplicas)
+	}
+	for i, u := range c.ReadReplicas {
+		if err := checkAPIURL(u); err != nil {
+			bad(fmt.Sprintf("ReadReplicas[%d]", i), "%v; pass a replica's API URL, e.g. https://<project>-rr-<region>.supabase.co", err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -289,6 +323,7 @@ func (c Config) withDefaults() Config {
 	if c.Breaker.HalfOpenRequests == 0 {
 		c.Breaker.HalfOpenRequests = defaultBreakerHalfOpen
 	}
+	def(&c.ReplicaCoolDown, defaultReplicaCoolDown)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -44,6 +44,13 @@ type Stats struct {
 	UseAfterRelease  int64         `json:"useAfterRelease"`  // requests refused because their client was released (ErrClientReleased)
 	Closed           bool          `json:"closed"`           // Close has been called
 
+	// Endpoints has, with Config.ReadReplicas, one entry per endpoint, the
+	// primary first, then the replicas in Config order: requests,
+	// failures, requests in flight, and whether it is ejected. Its
+	// counters are read without the pool's lock, so they are not part of
+	// the snapshot's identities. Nil without read replicas.
+	Endpoints []EndpointStats `json:"endpoints,omitempty"`
+
 	// Breaker is the circuit breaker's state (Config.Breaker): "closed",
 	// "open" (requests fail with ErrCircuitOpen) or "half-open" (probes
 	// are let through); "" when the pool has no breaker.

@@ -9,9 +9,9 @@ import (
 
 // ownTransport is the transport a pool owns when Config.Transport is nil:
 // an *http.Transport sized to the pool, at most MaxConnections connections
-// per host, all of which may stay idle, for as long as an idle client
-// would. The other timeouts keep a dead network from holding a client
-// forever.
+// per host (the primary and each read replica), all of which may stay
+// idle, for as long as an idle client would, with Config.TLSClientConfig.
+// The other timeouts keep a dead network from holding a client forever.
 //
 // An http.Transport's limits must not change while it is in use, so
 // SetMaxConnections and Reset replace the current one with a fresh
@@ -28,13 +28,16 @@ func newOwnTransport(cfg Config) *ownTransport {
 	return o
 }
 
+// build makes a transport for maxConns connections to each endpoint (the
+// primary and each read replica): all of them may stay idle.
 func (o *ownTransport) build(maxConns int) *http.Transport {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           dialer.DialContext,
+		TLSClientConfig:       o.cfg.TLSClientConfig.Clone(), // the transport may change its copy
 		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          maxConns,
+		MaxIdleConns:          maxConns * (1 + len(o.cfg.ReadReplicas)),
 		MaxIdleConnsPerHost:   maxConns,
 		MaxConnsPerHost:       maxConns,
 		IdleConnTimeout:       o.cfg.IdleTimeout,

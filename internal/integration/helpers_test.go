@@ -39,7 +39,13 @@ func testConfig(maxConns int) supapool.Config {
 // ends (before the stack, which was registered earlier).
 func newService(t *testing.T, s *stack.Stack, cfg supapool.Config) (catalog.Service, *supapool.Pool) {
 	t.Helper()
-	pool, err := supapool.New(s.URL, s.ServiceKey, cfg)
+	return newServiceAt(t, s.URL, s.ServiceKey, cfg)
+}
+
+// newServiceAt is newService on url with key.
+func newServiceAt(t *testing.T, url, key string, cfg supapool.Config) (catalog.Service, *supapool.Pool) {
+	t.Helper()
+	pool, err := supapool.New(url, key, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		// Not t.Context(): it is canceled before cleanups run.

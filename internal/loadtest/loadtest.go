@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -30,6 +31,10 @@ type target struct {
 	server   *stack.Stack // the local stack; nil for an external server
 	budgetID string
 	want     int // categories every request must return
+
+	replicaURL string      // the local stack's read replica, for mode (d); "" to skip it
+	tlsURL     string      // the local stack's gateway over TLS, for mode (e); "" to skip it
+	tls        *tls.Config // trusts tlsURL's certificate
 }
 
 // options are the load's shape.
@@ -58,12 +63,15 @@ type query func(ctx context.Context) ([]catalog.Category, error)
 type mode struct {
 	Label string // the table's first column
 	setup func(t target, o options) (query, func(context.Context) error, error)
+	can   func(t target) bool // whether t offers what the mode needs; nil: always
 }
 
 var modes = []mode{
-	{"(a) before: new supabase.Client per request", setupBefore},
-	{"(b) after: supapool.Pool, ProductionConfig", setupPool},
-	{"(c) ceiling: net/http, tuned Transport", setupCeiling},
+	{"(a) before: new supabase.Client per request", setupBefore, nil},
+	{"(b) after: supapool.Pool, ProductionConfig", setupPool, nil},
+	{"(c) ceiling: net/http, tuned Transport", setupCeiling, nil},
+	{"(d) supapool, one read replica", setupReplica, func(t target) bool { return t.replicaURL != "" }},
+	{"(e) supapool over TLS + HTTP/2", setupTLS, func(t target) bool { return t.tlsURL != "" }},
 }
 
 // setupBefore is what Go services do today: a client per request. Every
@@ -85,10 +93,27 @@ func setupBefore(t target, _ options) (query, func(context.Context) error, error
 
 // setupPool is the same query on one pool's clients.
 func setupPool(t target, o options) (query, func(context.Context) error, error) {
+	return setupPoolWith(t.url, t, o, func(*supapool.Config) {})
+}
+
+// setupReplica is (b) with the stack's read replica: every read goes there.
+func setupReplica(t target, o options) (query, func(context.Context) error, error) {
+	return setupPoolWith(t.url, t, o, func(c *supapool.Config) { c.ReadReplicas = []string{t.replicaURL} })
+}
+
+// setupTLS is (b) over TLS, where the pool's transport speaks HTTP/2.
+func setupTLS(t target, o options) (query, func(context.Context) error, error) {
+	return setupPoolWith(t.tlsURL, t, o, func(c *supapool.Config) { c.TLSClientConfig = t.tls })
+}
+
+// setupPoolWith is the query on the clients of a pool on url with
+// ProductionConfig, changed by adjust.
+func setupPoolWith(url string, t target, o options, adjust func(*supapool.Config)) (query, func(context.Context) error, error) {
 	cfg := supapool.ProductionConfig()
 	cfg.MaxConnections = o.maxConns()
 	cfg.MinConnections = min(cfg.MinConnections, cfg.MaxConnections)
-	pool, err := supapool.New(t.url, t.key, cfg)
+	adjust(&cfg)
+	pool, err := supapool.New(url, t.key, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -137,6 +162,10 @@ func runAll(ctx context.Context, t target, o options, progress io.Writer) (*repo
 		Duration: o.Duration, DurationS: o.Duration.Seconds(), Warmup: o.Warmup, WarmupS: o.Warmup.Seconds(),
 	}
 	for _, m := range modes {
+		if m.can != nil && !m.can(t) {
+			fmt.Fprintf(progress, "loadtest: %s: skipped, it needs the local stack\n", m.Label)
+			continue
+		}
 		runtime.GC()
 		select {
 		case <-ctx.Done():
@@ -259,8 +288,12 @@ loop:
 	// Read the server's counters before done closes the idle connections
 	// (peak and new only grow, so this is only tidier).
 	var conns *stack.ConnStats
+	var gatewayReads map[string]int64
 	if t.server != nil {
-		c := t.server.Conns()
+		c, rc := t.server.Conns(), t.server.ReplicaConns()
+		gatewayReads = map[string]int64{"primary": c.Reads, "replica": rc.Reads}
+		c.New += rc.New
+		c.Peak += rc.Peak // an upper bound: the two peaks need not be at once
 		conns = &c
 	}
 	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -272,7 +305,7 @@ loop:
 		return result{}, err
 	}
 
-	r := result{Mode: m.Label, ClientNewConns: clientNew.Load(), PeakHeapMiB: float64(peakHeap) / (1 << 20)}
+	r := result{Mode: m.Label, ClientNewConns: clientNew.Load(), PeakHeapMiB: float64(peakHeap) / (1 << 20), GatewayReads: gatewayReads}
 	var all []time.Duration
 	var firstErr error
 	for _, w := range workers {

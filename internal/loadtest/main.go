@@ -1,5 +1,5 @@
 // Command loadtest measures what pooling changes, on a real PostgREST: the
-// same category query sent by many concurrent workers in three ways, one
+// same category query sent by many concurrent workers in five ways, one
 // after another.
 //
 //	(a) before:  a new supabase.Client per request, as Go services do
@@ -10,6 +10,14 @@
 //	(c) ceiling: plain net/http with a hand-tuned http.Transport (20
 //	             connections per host, all kept alive), the same GET built
 //	             by hand and decoded into the same structs; no pool.
+//	(d) replica: (b) with Config.ReadReplicas set to the stack's streaming
+//	             read replica: the reads go to the replica's gateway.
+//	(e) TLS:     (b) over the gateway's TLS listener, where Go's transport
+//	             negotiates HTTP/2 and multiplexes requests on few
+//	             connections.
+//
+// Modes (d) and (e) run on the local stack only. In (d) the connection
+// columns add up both gateways.
 //
 // Each mode runs -concurrency workers (default 100) that send requests back
 // to back: a warm-up second that is not measured, then -duration (default
@@ -103,7 +111,7 @@ func main() {
 }
 
 // run sets up the target (the local stack, or the server of SUPABASE_URL),
-// runs the three modes, prints the report on out and progress on progress,
+// runs the modes, prints the report on out and progress on progress,
 // and undoes its setup, also when ctx is canceled.
 func run(ctx context.Context, o options, budgetID string, asJSON bool, out, progress io.Writer) (err error) {
 	url, key := os.Getenv("SUPABASE_URL"), os.Getenv("SUPABASE_SERVICE_ROLE_KEY")
@@ -117,7 +125,7 @@ func run(ctx context.Context, o options, budgetID string, asJSON bool, out, prog
 		if budgetID != "" {
 			return errors.New("-budget needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY; the local stack is always seeded")
 		}
-		s, err := stack.ForCommand(ctx, "loadtest", progress)
+		s, err := stack.ForCommand(ctx, "loadtest", progress, stack.Options{Replica: true, TLS: true})
 		if err != nil {
 			return err
 		}
@@ -126,7 +134,8 @@ func run(ctx context.Context, o options, budgetID string, asJSON bool, out, prog
 				err = errors.Join(err, fmt.Errorf("stop the stack: %w", cerr))
 			}
 		}()
-		t = target{url: s.URL, key: s.ServiceKey, server: s, where: "local stack (PostgreSQL 15 + PostgREST 12 + gateway proxy on loopback)"}
+		t = target{url: s.URL, key: s.ServiceKey, server: s, where: "local stack (PostgreSQL 15 + PostgREST 12 + gateway proxy on loopback, a streaming read replica, TLS gateways)",
+			replicaURL: s.ReplicaURL, tlsURL: s.TLSURL, tls: s.TLSClientConfig()}
 	}
 
 	if budgetID == "" {
@@ -150,6 +159,11 @@ func run(ctx context.Context, o options, budgetID string, asJSON bool, out, prog
 	}
 	if t.want == 0 {
 		return fmt.Errorf("budget %s has no categories; pick one that has some", budgetID)
+	}
+	if t.server != nil && t.server.ReplicaURL != "" {
+		if err := t.server.WaitReplica(ctx); err != nil {
+			return err
+		}
 	}
 
 	rep, err := runAll(ctx, t, o, progress)

@@ -18,17 +18,19 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// TestLoadTest runs the three modes briefly against the real stack and
+// TestLoadTest runs the five modes briefly against the real stack and
 // reads the table the way a user does.
 func TestLoadTest(t *testing.T) {
-	s := stack.ForTest(t, stack.Options{})
+	s := stack.ForTest(t, stack.Options{Replica: true, TLS: true})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
 	id, unseed, err := seed(ctx, s.URL, s.ServiceKey)
 	require.NoError(t, err)
 	defer func() { assert.NoError(t, unseed(context.Background())) }()
-	tg := target{url: s.URL, key: s.ServiceKey, server: s, where: "test stack", budgetID: id}
+	tg := target{url: s.URL, key: s.ServiceKey, server: s, where: "test stack", budgetID: id,
+		replicaURL: s.ReplicaURL, tlsURL: s.TLSURL, tls: s.TLSClientConfig()}
+	require.NoError(t, s.WaitReplica(ctx))
 	tg.want, err = countCategories(ctx, tg)
 	require.NoError(t, err)
 	require.Equal(t, len(seedCategories), tg.want)
@@ -56,8 +58,8 @@ func TestLoadTest(t *testing.T) {
 			rows = append(rows, parseRow(t, line))
 		}
 	}
-	require.Len(t, rows, 3, "table:\n%s", out.String())
-	for i, prefix := range []string{"(a)", "(b)", "(c)"} {
+	require.Len(t, rows, 5, "table:\n%s", out.String())
+	for i, prefix := range []string{"(a)", "(b)", "(c)", "(d)", "(e)"} {
 		row := rows[i]
 		assert.True(t, strings.HasPrefix(row.label, prefix), "row %d is %q", i, row.label)
 		rate, err := strconv.ParseFloat(row.values[0], 64)
@@ -81,6 +83,12 @@ func TestLoadTest(t *testing.T) {
 	assert.LessOrEqual(t, rep.Modes[1].NewConns, int64(20))
 	// Eight workers never need more than eight connections.
 	assert.LessOrEqual(t, *rep.Modes[2].PeakConns, int64(8))
+	// (d) reads at the replica only; (e) multiplexes on few connections.
+	assert.Zero(t, rep.Modes[3].GatewayReads["primary"])
+	assert.Positive(t, rep.Modes[3].GatewayReads["replica"])
+	assert.LessOrEqual(t, *rep.Modes[3].PeakConns, int64(8))
+	assert.LessOrEqual(t, rep.Modes[4].NewConns, int64(8))
+	assert.Contains(t, out.String(), "(d): 0 reads at the primary's gateway")
 
 	assert.Contains(t, out.String(), "(b) new and peak connections <= MaxConnections (20)")
 	assert.Len(t, rep.Goals, 3)
@@ -96,7 +104,7 @@ func TestLoadTest(t *testing.T) {
 		Goals []goal `json:"goals"`
 	}
 	require.NoError(t, json.Unmarshal(js.Bytes(), &doc))
-	require.Len(t, doc.Modes, 3)
+	require.Len(t, doc.Modes, 5)
 	assert.Equal(t, rep.Modes[1].Requests, doc.Modes[1].Requests)
 	assert.Len(t, doc.Goals, 3)
 }

@@ -9,27 +9,27 @@ import (
 	"syscall"
 )
 
-func (s *Stack) startPostgRESTLocked(ctx context.Context) error {
+func (s *Stack) startPostgRESTLocked(ctx context.Context, n *node) error {
 	if s.closed {
 		return errClosed
 	}
-	if s.rest != nil && !s.rest.exited() {
+	if n.rest != nil && !n.rest.exited() {
 		return nil
 	}
-	s.rest = nil
-	s.restOut.Write([]byte("--- starting postgrest ---\n"))
-	dbURI := fmt.Sprintf("postgres://authenticator:%s@127.0.0.1:%d/postgres?sslmode=disable", s.dbPassword, s.pgPort)
-	p, err := spawn("postgrest", s.bins.postgrest, nil, childEnv(
+	n.rest = nil
+	n.restOut.Write([]byte("--- starting postgrest ---\n"))
+	dbURI := fmt.Sprintf("postgres://authenticator:%s@127.0.0.1:%d/postgres?sslmode=disable", s.dbPassword, n.pgPort)
+	p, err := spawn("postgrest ("+n.name+")", s.bins.postgrest, nil, childEnv(
 		"PGRST_DB_URI="+dbURI,
 		"PGRST_DB_SCHEMAS=public",
 		"PGRST_DB_ANON_ROLE=anon",
 		"PGRST_JWT_SECRET="+string(s.jwtSecret),
 		"PGRST_SERVER_HOST=127.0.0.1",
-		"PGRST_SERVER_PORT="+strconv.Itoa(s.restPort),
-		"PGRST_ADMIN_SERVER_PORT="+strconv.Itoa(s.adminPort),
+		"PGRST_SERVER_PORT="+strconv.Itoa(n.restPort),
+		"PGRST_ADMIN_SERVER_PORT="+strconv.Itoa(n.adminPort),
 		"PGRST_DB_POOL="+strconv.Itoa(s.opts.DBPool),
 		"PGRST_DB_POOL_ACQUISITION_TIMEOUT="+strconv.Itoa(s.opts.DBPoolAcquisitionTimeout),
-	), s.dir, nil, s.restOut)
+	), s.dir, nil, n.restOut)
 	if err != nil {
 		return err
 	}
@@ -38,22 +38,22 @@ func (s *Stack) startPostgRESTLocked(ctx context.Context) error {
 	// but does not answer. So while PostgreSQL is stopped, wait only until
 	// the admin port listens; the proxy answers 502 until PostgREST has
 	// connected (on its own reconnect backoff: 0, 1, 2, 4, ... s).
-	check := func(ctx context.Context) bool { return s.adminOK(ctx, "/ready") }
-	if s.pg == nil {
-		check = s.adminListens
+	check := func(ctx context.Context) bool { return s.adminOK(ctx, n, "/ready") }
+	if n.pg == nil {
+		check = func(ctx context.Context) bool { return adminListens(ctx, n) }
 	}
 	err = p.waitReady(ctx, pollInterval, check)
 	if err != nil {
 		p.stop(context.Background(), syscall.SIGKILL, 0)
 		return err
 	}
-	s.rest = p
+	n.rest = p
 	return nil
 }
 
-func (s *Stack) adminListens(ctx context.Context) bool {
+func adminListens(ctx context.Context, n *node) bool {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.adminPort)))
+	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(n.adminPort)))
 	if err != nil {
 		return false
 	}
@@ -61,8 +61,8 @@ func (s *Stack) adminListens(ctx context.Context) bool {
 	return true
 }
 
-func (s *Stack) adminOK(ctx context.Context, endpoint string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", s.adminPort, endpoint), nil)
+func (s *Stack) adminOK(ctx context.Context, n *node, endpoint string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", n.adminPort, endpoint), nil)
 	if err != nil {
 		return false
 	}
@@ -74,27 +74,29 @@ func (s *Stack) adminOK(ctx context.Context, endpoint string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// KillPostgREST kills PostgREST with SIGKILL and waits for it to exit.
+// KillPostgREST kills the primary's PostgREST with SIGKILL and waits for
+// it to exit.
 func (s *Stack) KillPostgREST() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return errClosed
 	}
-	if s.rest != nil {
-		s.rest.stop(context.Background(), syscall.SIGKILL, 0)
-		s.rest = nil
+	if n := &s.primary; n.rest != nil {
+		n.rest.stop(context.Background(), syscall.SIGKILL, 0)
+		n.rest = nil
 	}
 	return nil
 }
 
-// StartPostgREST starts PostgREST again on the same ports and waits until
-// it is ready (its admin /ready answers 200). While PostgreSQL is stopped it
-// waits only until PostgREST's admin port listens: PostgREST 12.0.2 opens
-// its API port only after it has reached the database, so until then the
-// proxy answers 502. Starting a running PostgREST does nothing.
+// StartPostgREST starts the primary's PostgREST again on the same ports
+// and waits until it is ready (its admin /ready answers 200). While
+// PostgreSQL is stopped it waits only until PostgREST's admin port listens:
+// PostgREST 12.0.2 opens its API port only after it has reached the
+// database, so until then the proxy answers 502. Starting a running
+// PostgREST does nothing.
 func (s *Stack) StartPostgREST(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.startPostgRESTLocked(ctx)
+	return s.startPostgRESTLocked(ctx, &s.primary)
 }

@@ -1,29 +1,35 @@
 // Package stack starts a real PostgreSQL 15, a real PostgREST 12 and a small
 // reverse proxy that mimics Supabase's API gateway, all on loopback, for the
-// integration tests and benchmarks of supapool.
+// integration tests and benchmarks of supapool; optionally also a streaming
+// read replica with its own PostgREST and gateway (Options.Replica), and
+// gateways that serve TLS with HTTP/2 (Options.TLS).
 //
 // Install the binaries with scripts/setup-stack.sh. Every Stack has its own
 // temporary folder and free ports, so several test binaries may run stacks
 // at the same time. Every child process gets Pdeathsig=SIGKILL, so nothing
 // outlives the test binary even when it crashes or times out.
 //
-// The proxy serves PostgREST under /rest/v1 (the prefix is stripped, as
+// The gateway serves PostgREST under /rest/v1 (the prefix is stripped, as
 // Supabase's gateway does; anything else is 404) and answers 502 when
-// PostgREST is down. StopProxy and StartProxy take the proxy itself down
-// and up again on the same address, for "connection refused". Its server
-// side counts TCP connections (see Conns) and requests (Requests).
+// PostgREST is down. StopProxy and StartProxy take the gateway itself down
+// and up again on the same addresses, for "connection refused". Its server
+// side counts TCP connections and requests (see Conns).
 //
-// The files, by concern: stack.go holds Options, Stack, Start and Close;
-// postgres.go PostgreSQL's lifecycle and SQL; postgrest.go PostgREST's;
-// gateway.go the proxy, its connection counts and StopProxy/StartProxy;
-// proc.go the child processes; discover.go finds the binaries; schema.go
-// and jwt.go hold the database schema and the tokens; fortest.go and
-// forcommand.go start a stack for a test or a command.
+// The files, by concern: stack.go holds Options, Stack, its nodes (the
+// primary and the replica), Start and Close; postgres.go PostgreSQL's
+// lifecycle and SQL; postgrest.go PostgREST's; replica.go makes the
+// replica; gateway.go the gateways, their counts and StopProxy/StartProxy;
+// tls.go the gateways' certificate; proc.go the child processes;
+// discover.go finds the binaries; schema.go and jwt.go hold the database
+// schema and the tokens; fortest.go and forcommand.go start a stack for a
+// test or a command.
 package stack
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -34,7 +40,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -43,45 +48,95 @@ import (
 type Options struct {
 	DBPool                   int // PGRST_DB_POOL; 0 means 10
 	DBPoolAcquisitionTimeout int // seconds, PGRST_DB_POOL_ACQUISITION_TIMEOUT; 0 means 10
+
+	// Replica also starts a streaming read replica: a second PostgreSQL
+	// cluster made with pg_basebackup -R from the primary, its own
+	// PostgREST and its own gateway (ReplicaURL). A write sent there fails
+	// with PostgreSQL's read-only error (25006). It adds about a second to
+	// Start.
+	Replica bool
+
+	// TLS also serves every gateway over TLS (TLSURL, ReplicaTLSURL), with
+	// HTTP/2 and HTTP/1.1, with a certificate for 127.0.0.1 made at start;
+	// trust it with TLSClientConfig or CertPool.
+	TLS bool
 }
 
-// Stack is a running PostgreSQL + PostgREST + proxy.
+// Stack is a running PostgreSQL + PostgREST + gateway proxy, and with
+// Options.Replica a read replica with its own PostgREST and gateway.
 type Stack struct {
-	URL        string // base URL of the proxy, e.g. "http://127.0.0.1:41234"; supabase-go appends /rest/v1 itself
-	ServiceKey string // HS256 JWT, role service_role (bypasses RLS)
-	AnonKey    string // HS256 JWT, role anon
+	URL           string // base URL of the primary's gateway, e.g. "http://127.0.0.1:41234"; supabase-go appends /rest/v1 itself
+	TLSURL        string // the same gateway over HTTPS (HTTP/2); "" without Options.TLS
+	ReplicaURL    string // base URL of the replica's gateway; "" without Options.Replica
+	ReplicaTLSURL string // the replica's gateway over HTTPS; "" without both options
+	ServiceKey    string // HS256 JWT, role service_role (bypasses RLS)
+	AnonKey       string // HS256 JWT, role anon
 
-	opts       Options
-	bins       binaries
-	cred       *syscall.Credential // PostgreSQL's OS user, nil for the current one
-	dir        string              // temporary folder, removed by Close
-	dataDir    string
-	sockDir    string
-	pgPort     int
-	restPort   int
-	adminPort  int
-	dbPassword string // authenticator's
-	jwtSecret  []byte
+	opts         Options
+	bins         binaries
+	cred         *syscall.Credential // PostgreSQL's OS user, nil for the current one
+	dir          string              // temporary folder, removed by Close
+	sockDir      string
+	dbPassword   string // authenticator's
+	replPassword string // replicator's, with Options.Replica
+	jwtSecret    []byte
+	tlsConfig    *tls.Config // the gateways' server side; nil without Options.TLS
+	roots        *x509.CertPool
+	probe        *http.Client // readiness checks, no keep-alive
+	primary      node
+	replica      *node      // nil without Options.Replica
+	mu           sync.Mutex // serializes lifecycle operations and guards the fields below and the nodes' processes
+	closed       bool
+	closeErr     error
+}
 
-	pgOut   *tailBuffer
-	restOut *tailBuffer
-	probe   *http.Client // readiness checks, no keep-alive
+// node is one PostgreSQL cluster with its PostgREST and gateway: the
+// primary, or the read replica.
+type node struct {
+	name      string // "primary" or "replica"
+	dataDir   string
+	pgPort    int
+	restPort  int
+	adminPort int
+	pgOut     *tailBuffer
+	restOut   *tailBuffer
+	pg        *proc // nil while stopped
+	rest      *proc // nil while stopped
+	gw        *gateway
+}
 
-	mu       sync.Mutex // serializes lifecycle operations and guards the fields below
-	closed   bool
-	closeErr error
-	pg       *proc // nil while stopped
-	rest     *proc // nil while stopped
+func newNode(name, dataDir string) node {
+	return node{name: name, dataDir: dataDir, pgOut: newTailBuffer(outputBufBytes), restOut: newTailBuffer(outputBufBytes)}
+}
 
-	proxy        *http.Server // nil while the proxy is stopped
-	proxyDone    chan struct{}
-	proxyAddr    string // host:port the proxy listens on, kept across StopProxy/StartProxy
-	proxyHandler http.Handler
-	transport    *http.Transport
+// nodes returns the primary, then the replica if there is one.
+func (s *Stack) nodes() []*node {
+	if s.replica != nil {
+		return []*node{&s.primary, s.replica}
+	}
+	return []*node{&s.primary}
+}
 
-	connNew, connOpen, connPeak atomic.Int64
-	connsLive                   sync.WaitGroup // one count per open proxy connection
-	requests                    atomic.Int64   // requests for /rest/v1 the proxy received
+// onNode runs f with mu held, unless n cannot be acted on (see usable).
+func (s *Stack) onNode(n *node, f func() error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(n); err != nil {
+		return err
+	}
+	return f()
+}
+
+// usable returns an error when n cannot be acted on: the stack is closed,
+// or n is the replica of a stack without one. The caller holds mu.
+func (s *Stack) usable(n *node) error {
+	switch {
+	case s.closed:
+		return errClosed
+	case n == nil:
+		return errors.New("stack: no replica; start the stack with Options.Replica")
+	}
+	return nil
 }
 
 const (
@@ -97,8 +152,9 @@ const (
 
 var errClosed = errors.New("stack: closed")
 
-// Start starts PostgreSQL, loads the schema, starts PostgREST and the proxy,
-// and returns when all of them are ready. On error everything started so far
+// Start starts PostgreSQL, loads the schema, starts PostgREST and the
+// gateway (and the replica, with Options.Replica), and returns when all of
+// them are ready. On error everything started so far
 // is stopped again.
 func Start(ctx context.Context, opts Options) (*Stack, error) {
 	bins, err := findBinaries()
@@ -116,13 +172,12 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		opts.DBPoolAcquisitionTimeout = 10
 	}
 	s := &Stack{
-		opts:       opts,
-		bins:       bins,
-		cred:       cred,
-		dbPassword: randomHex(16),
-		jwtSecret:  []byte(randomHex(32)),
-		pgOut:      newTailBuffer(outputBufBytes),
-		restOut:    newTailBuffer(outputBufBytes),
+		opts:         opts,
+		bins:         bins,
+		cred:         cred,
+		dbPassword:   randomHex(16),
+		replPassword: randomHex(16),
+		jwtSecret:    []byte(randomHex(32)),
 		probe: &http.Client{
 			Timeout:   2 * time.Second,
 			Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
@@ -144,28 +199,43 @@ func (s *Stack) start(ctx context.Context) error {
 	if err := s.makeDirs(); err != nil {
 		return err
 	}
+	if s.opts.TLS {
+		if err := s.makeCertificate(); err != nil {
+			return err
+		}
+	}
 	if err := s.initdb(ctx); err != nil {
 		return err
 	}
 	if err := retryPorts(func() error {
-		s.pgPort = freePort()
-		return s.startPostgresLocked(ctx)
+		s.primary.pgPort = freePort()
+		return s.startPostgresLocked(ctx, &s.primary)
 	}); err != nil {
 		return err
 	}
 	if _, err := s.SQL(ctx, schemaSQL(s.dbPassword)); err != nil {
 		return fmt.Errorf("stack: load schema: %w", err)
 	}
-	if err := retryPorts(func() error {
-		s.restPort, s.adminPort = freePort(), freePort()
-		return s.startPostgRESTLocked(ctx)
-	}); err != nil {
-		return err
+	// The replica is copied from the primary while the primary's
+	// PostgREST starts.
+	replicaErr := make(chan error, 1)
+	if s.opts.Replica {
+		go func() { replicaErr <- s.makeReplicaLocked(ctx) }()
+	} else {
+		replicaErr <- nil
 	}
-	if err := s.startProxy(); err != nil {
-		return err
+	for _, err := range []error{s.startServingLocked(ctx, &s.primary), <-replicaErr} {
+		if err != nil {
+			return err
+		}
 	}
-	s.URL = "http://" + s.proxyAddr
+	if s.replica != nil {
+		if err := s.startServingLocked(ctx, s.replica); err != nil {
+			return err
+		}
+		s.ReplicaURL, s.ReplicaTLSURL = s.replica.gw.url(), s.replica.gw.tlsURL()
+	}
+	s.URL, s.TLSURL = s.primary.gw.url(), s.primary.gw.tlsURL()
 
 	now := time.Now()
 	s.ServiceKey = signHS256(s.jwtSecret, map[string]any{
@@ -176,6 +246,22 @@ func (s *Stack) start(ctx context.Context) error {
 		"iss": "supabase", "role": "anon",
 		"iat": now.Unix(), "exp": now.AddDate(10, 0, 0).Unix(),
 	})
+	return nil
+}
+
+// startServingLocked starts n's PostgREST and its gateway.
+func (s *Stack) startServingLocked(ctx context.Context, n *node) error {
+	if err := retryPorts(func() error {
+		n.restPort, n.adminPort = freePort(), freePort()
+		return s.startPostgRESTLocked(ctx, n)
+	}); err != nil {
+		return err
+	}
+	gw, err := newGateway(n.restPort, s.tlsConfig)
+	if err != nil {
+		return err
+	}
+	n.gw = gw
 	return nil
 }
 
@@ -232,10 +318,10 @@ func (s *Stack) makeDirs() error {
 		}
 	}
 	s.dir = dir
+	s.primary = newNode("primary", filepath.Join(dir, "data"))
 	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return fmt.Errorf("stack: %w", err)
 	}
-	s.dataDir = filepath.Join(dir, "data")
 	s.sockDir = filepath.Join(dir, "sock")
 	if err := os.Mkdir(s.sockDir, 0o700); err != nil {
 		return fmt.Errorf("stack: %w", err)
@@ -256,8 +342,8 @@ func childEnv(extra ...string) []string {
 	return append([]string{"PATH=/usr/local/bin:/usr/bin:/bin", "LC_ALL=C", "TZ=UTC"}, extra...)
 }
 
-// Close stops the proxy, PostgREST (SIGTERM, SIGKILL after 5 s) and
-// PostgreSQL (fast shutdown, SIGKILL after 10 s), waits for them, and
+// Close stops the gateways, PostgREST (SIGTERM, SIGKILL after 5 s) and
+// PostgreSQL (fast shutdown, SIGKILL after 10 s), replica included, waits for them, and
 // removes the temporary folder. Calling it again returns the first result.
 func (s *Stack) Close() error {
 	s.mu.Lock()
@@ -267,17 +353,22 @@ func (s *Stack) Close() error {
 	}
 	s.closed = true
 	var errs []error
-	s.stopProxyLocked(proxyStopGrace)
-	if s.transport != nil {
-		s.transport.CloseIdleConnections()
+	nodes := s.nodes()
+	for _, n := range nodes {
+		if n.gw != nil {
+			n.gw.stop(proxyStopGrace)
+			n.gw.transport.CloseIdleConnections()
+		}
+		if n.rest != nil {
+			n.rest.stop(context.Background(), syscall.SIGTERM, restStopGrace)
+			n.rest = nil
+		}
 	}
-	if s.rest != nil {
-		s.rest.stop(context.Background(), syscall.SIGTERM, restStopGrace)
-		s.rest = nil
-	}
-	if s.pg != nil {
-		s.pg.stop(context.Background(), syscall.SIGINT, pgStopGrace)
-		s.pg = nil
+	for i := len(nodes) - 1; i >= 0; i-- { // the replica first: it would wait for the primary
+		if n := nodes[i]; n.pg != nil {
+			n.pg.stop(context.Background(), syscall.SIGINT, pgStopGrace)
+			n.pg = nil
+		}
 	}
 	s.probe.CloseIdleConnections()
 	if s.dir != "" {

@@ -334,7 +334,7 @@ func TestStack(t *testing.T) {
 		require.ErrorAs(t, err, &errno, "connection refused: %v", err)
 		assert.Equal(t, syscall.ECONNREFUSED, errno)
 		// PostgREST still runs behind it.
-		require.Eventually(t, func() bool { return s.adminOK(ctx, "/ready") }, 5*time.Second, 20*time.Millisecond)
+		require.Eventually(t, func() bool { return s.adminOK(ctx, &s.primary, "/ready") }, 5*time.Second, 20*time.Millisecond)
 
 		require.NoError(t, s.StartProxy(ctx))
 		require.NoError(t, s.StartProxy(ctx), "starting twice is fine")
@@ -345,7 +345,7 @@ func TestStack(t *testing.T) {
 
 	t.Run("Close", func(t *testing.T) {
 		s.mu.Lock()
-		pids := []int{s.pg.cmd.Process.Pid, s.rest.cmd.Process.Pid}
+		pids := []int{s.primary.pg.cmd.Process.Pid, s.primary.rest.cmd.Process.Pid}
 		s.mu.Unlock()
 		a.hc.CloseIdleConnections()
 		require.NoError(t, s.Close())
@@ -437,4 +437,81 @@ func TestRetryPorts(t *testing.T) {
 	err = retryPorts(func() error { n++; return errors.New("other") })
 	assert.EqualError(t, err, "other")
 	assert.Equal(t, 1, n)
+}
+
+// TestReplicaAndTLS starts a stack with a streaming read replica and TLS
+// gateways: a row written on the primary reaches the replica, a write
+// sent to the replica fails with PostgreSQL's read-only error, both
+// gateways speak HTTP/2 over TLS, and the replica's gateway and
+// PostgreSQL stop and start on their own.
+func TestReplicaAndTLS(t *testing.T) {
+	t.Parallel()
+	started := time.Now()
+	s := ForTest(t, Options{Replica: true, TLS: true})
+	t.Logf("stack with replica and TLS up in %v: primary %s %s, replica %s %s", time.Since(started), s.URL, s.TLSURL, s.ReplicaURL, s.ReplicaTLSURL)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	a := newAPI(t, s)
+	replica := &api{s: &Stack{URL: s.ReplicaURL}, hc: a.hc}
+
+	r := a.do(t, "POST", "/rest/v1/budgets", s.ServiceKey, budget{OwnerID: "alice", Name: "replicated"}, "Prefer", "return=representation")
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+	id := decode[[]budget](t, r)[0].ID
+	require.NoError(t, s.WaitReplica(ctx))
+	got := decode[[]budget](t, replica.do(t, "GET", "/rest/v1/budgets?id=eq."+id, s.ServiceKey, nil))
+	require.Len(t, got, 1, "the replica has the row")
+	out, err := s.ReplicaSQL(ctx, "select pg_is_in_recovery()")
+	require.NoError(t, err)
+	assert.Equal(t, "t", out)
+
+	r = replica.do(t, "POST", "/rest/v1/budgets", s.ServiceKey, budget{OwnerID: "alice", Name: "misrouted"})
+	// PostgREST opens a write's transaction READ WRITE, which a standby
+	// refuses (a statement in a read-only transaction would fail 25006).
+	t.Logf("a write sent to the replica: %d %s", r.Status, r.Body)
+	assert.Equal(t, http.StatusBadRequest, r.Status)
+	assert.Equal(t, "0A000", r.code(), "cannot set transaction read-write mode during recovery")
+
+	s.ResetConns()
+	tr := &http.Transport{TLSClientConfig: s.TLSClientConfig(), ForceAttemptHTTP2: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	for _, u := range []string{s.TLSURL, s.ReplicaTLSURL} {
+		req, err := http.NewRequest("GET", u+"/rest/v1/budgets?select=id", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+s.ServiceKey)
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, 2, resp.ProtoMajor, "HTTP/2 over TLS")
+	}
+	for _, c := range []ConnStats{s.Conns(), s.ReplicaConns()} {
+		// Open counts the plain connection of a too.
+		assert.Equal(t, ConnStats{Open: c.Open, Peak: c.Peak, New: 1, Reads: 1, HTTP2: 1, PeakInFlight: 1}, c)
+	}
+
+	require.NoError(t, s.StopReplicaProxy())
+	_, err = a.hc.Get(s.ReplicaURL + "/rest/v1/")
+	var errno syscall.Errno
+	require.ErrorAs(t, err, &errno, "connection refused: %v", err)
+	assert.Equal(t, http.StatusOK, a.do(t, "GET", "/rest/v1/budgets", s.ServiceKey, nil).Status, "the primary serves on")
+	require.NoError(t, s.StartReplicaProxy(ctx))
+	assert.Equal(t, http.StatusOK, replica.do(t, "GET", "/rest/v1/budgets", s.ServiceKey, nil).Status)
+
+	require.NoError(t, s.StopReplica(ctx))
+	r = replica.do(t, "GET", "/rest/v1/budgets", s.ServiceKey, nil)
+	assert.Equal(t, http.StatusServiceUnavailable, r.Status, "%s", r.Body)
+	require.NoError(t, s.StartReplica(ctx))
+	require.Eventually(t, func() bool {
+		return replica.do(t, "GET", "/rest/v1/budgets", s.ServiceKey, nil).Status == http.StatusOK
+	}, 20*time.Second, 20*time.Millisecond)
+
+	s.mu.Lock()
+	pids := []int{s.replica.pg.cmd.Process.Pid, s.replica.rest.cmd.Process.Pid}
+	s.mu.Unlock()
+	a.hc.CloseIdleConnections()
+	require.NoError(t, s.Close())
+	for _, pid := range pids {
+		assert.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "process %d is gone", pid)
+	}
 }

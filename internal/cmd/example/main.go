@@ -89,7 +89,7 @@ func (d demo) print(w io.Writer) {
 // when it returns: the example first, then the stack.
 func run(ctx context.Context, addr string, out, logs io.Writer, ready func(demo)) (err error) {
 	began := time.Now()
-	s, err := stack.ForCommand(ctx, "example", out)
+	s, err := stack.ForCommand(ctx, "example", out, stack.Options{})
 	if err != nil {
 		return err
 	}
