@@ -68,6 +68,12 @@ type Pool struct {
 	epoch time.Time
 	obs   atomic.Pointer[observers] // what Observe attached; nil: nothing (observer.go)
 
+	// The fields above are read on every Acquire and Release and written
+	// (almost) never; mu and the fields it guards are written all the
+	// time. Keep them on different cache lines, so that reading the first
+	// does not wait for the cores that take mu.
+	_ [64]byte
+
 	mu sync.Mutex
 	// Guarded by mu.
 	max          int                        // the MaxConnections in force (SetMaxConnections changes it)
