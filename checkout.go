@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	functions "github.com/supabase-community/functions-go"
 	storage "github.com/supabase-community/storage-go"
@@ -66,12 +67,15 @@ func (t *clientTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req = r2
 	}
 	var resp *http.Response
+	var sent time.Time // with AdaptiveLimit, when req left (limit.go)
 	if err != nil {
 		closeBody(req)
 	} else {
+		sent = t.p.lim.begin()
 		resp, err = t.p.rt.RoundTrip(req)
 	}
 	fail := observe(b.rec, req, resp, err)
+	t.p.lim.end(sent, fail)
 	if slot, ok := req.Context().Value(failSlotKey{}).(**Error); ok {
 		*slot = fail
 	}
