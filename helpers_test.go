@@ -78,6 +78,8 @@ func checkIdentitiesWithin(t testing.TB, s supapool.Stats, bound int) {
 	require.EqualValues(t, s.ActiveConnections, s.TotalAcquired-s.TotalReleased, "Acquired - Released = Active: %+v", s)
 	require.LessOrEqual(t, s.TotalConnections, bound, "never more than %d clients: %+v", bound, s)
 	require.GreaterOrEqual(t, s.IdleConnections, 0, "%+v", s)
+	require.LessOrEqual(t, s.Limit, s.MaxConnections, "the limit never exceeds MaxConnections: %+v", s)
+	require.GreaterOrEqual(t, s.Limit, max(s.MinConnections, 1), "nor falls below max(MinConnections, 1): %+v", s)
 }
 
 // watchIdentities checks the Stats identities in a loop until the returned

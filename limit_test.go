@@ -2,6 +2,7 @@ package supapool_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,10 +11,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	supabase "github.com/supabase-community/supabase-go"
 
 	"github.com/supapool/supapool"
 )
@@ -176,4 +179,102 @@ func newTestPool(t *testing.T, url string, cfg supapool.Config) *supapool.Pool {
 		require.NoError(t, p.Close(ctx))
 	})
 	return p
+}
+
+// TestAdaptiveLimitHoldsAcquires checks the pool's side of the limit with
+// the limit moved by hand: Acquire waits at the limit although fewer than
+// MaxConnections clients exist, a rise serves the waiters it lets in at
+// once, and after a fall returning clients stay idle while the limit holds
+// the waiters back.
+func TestAdaptiveLimitHoldsAcquires(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, supapool.Config{MaxConnections: 4, MinConnections: 2, AdaptiveLimit: true, AcquireTimeout: time.Minute})
+		require.Equal(t, 2, p.Stats().Limit, "it starts at max(MinConnections, 1)")
+		held := acquireN(t, p, 2)
+		got := startWaiters(t, p, 3)
+		s := p.Stats()
+		assert.Equal(t, 3, s.WaitingForConnection, "at the limit, below MaxConnections: %+v", s)
+		assert.Equal(t, 2, s.TotalConnections)
+
+		require.NoError(t, p.Release(held[0]))
+		a := <-got // a release below the limit serves the longest waiter
+		supapool.SetLimitForTest(p, 4)
+		b, c := <-got, <-got // a rise serves the waiters it lets in
+		s = p.Stats()
+		assert.Equal(t, 4, s.ActiveConnections)
+		assert.Zero(t, s.WaitingForConnection)
+		checkIdentities(t, s)
+
+		supapool.SetLimitForTest(p, 2)
+		got = startWaiters(t, p, 1)
+		require.NoError(t, p.Release(held[1]))
+		require.NoError(t, p.Release(a))
+		s = p.Stats()
+		assert.Equal(t, 2, s.IdleConnections, "above the limit a returning client stays idle: %+v", s)
+		assert.Equal(t, 1, s.WaitingForConnection)
+		require.NoError(t, p.Release(b)) // now below the limit
+		d := <-got
+		s = p.Stats()
+		assert.Equal(t, 2, s.ActiveConnections)
+		assert.Zero(t, s.WaitingForConnection)
+		checkIdentities(t, s)
+
+		// MaxConnections caps the limit; a higher one lets it grow.
+		supapool.SetLimitForTest(p, 4)
+		require.NoError(t, p.SetMaxConnections(3))
+		assert.Equal(t, 3, p.Stats().Limit)
+		require.NoError(t, p.SetMaxConnections(8))
+		assert.Equal(t, 3, p.Stats().Limit, "a higher maximum does not raise the limit by itself")
+		supapool.SetLimitForTest(p, 20)
+		assert.Equal(t, 8, p.Stats().Limit)
+		for _, cl := range []*supabase.Client{c, d} {
+			require.NoError(t, p.Release(cl))
+		}
+	})
+}
+
+func TestLimitWithoutAdaptiveLimitIsMaxConnections(t *testing.T) {
+	p := newPool(t, supapool.Config{MaxConnections: 5})
+	assert.Equal(t, 5, p.Stats().Limit)
+	require.NoError(t, p.SetMaxConnections(7))
+	assert.Equal(t, 7, p.Stats().Limit)
+	b, err := json.Marshal(p.Stats())
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"limit":7`)
+}
+
+// TestAdaptiveLimitNeverExceedsMaxConnections runs traffic on a server
+// with room to spare: the limit climbs to MaxConnections and no further.
+func TestAdaptiveLimitNeverExceedsMaxConnections(t *testing.T) {
+	srv := newCapServer(t, 64, 2*time.Millisecond)
+	p := newTestPool(t, srv.URL, supapool.Config{MaxConnections: 6, AdaptiveLimit: true, AcquireTimeout: time.Minute})
+	var ok atomic.Int64
+	stop := traffic(p, 16, &ok)
+	seen := limits(p, 500*time.Millisecond)
+	stop()
+	t.Logf("limit: %v", seen)
+	assert.LessOrEqual(t, slices.Max(seen), 6)
+	assert.Equal(t, 6, seen[len(seen)-1], "with no queue at the server the limit reaches MaxConnections")
+	checkIdentities(t, p.Stats())
+}
+
+// moveLimit moves p's adaptive limit at random, from 1 to its
+// MaxConnections, until the returned func is called; that func returns
+// once it has stopped.
+func moveLimit(p *supapool.Pool) (stop func()) {
+	quit, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		r := newRand(-1)
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			supapool.SetLimitForTest(p, 1+r.IntN(p.Stats().MaxConnections))
+			time.Sleep(20 * time.Microsecond) // pacing the changes
+		}
+	}()
+	return func() { close(quit); <-stopped }
 }

@@ -3,6 +3,7 @@ package supapool_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -198,15 +199,28 @@ func TestResizeAndResetBoundTCPConnections(t *testing.T) {
 }
 
 // TestResizeAndResetUnderStress interleaves Reset and SetMaxConnections
-// with Acquire, Release, Discard and Close-free traffic: no client has two
-// owners, the identities hold, and never more clients exist than the
-// largest maximum set.
+// with Acquire, Release, Discard and Close-free traffic, with and without
+// an adaptive limit that moves at random: no client has two owners, the
+// identities hold, and never more clients exist than the largest maximum
+// set.
 func TestResizeAndResetUnderStress(t *testing.T) {
+	for _, adaptive := range []bool{false, true} {
+		t.Run(fmt.Sprintf("adaptive=%v", adaptive), func(t *testing.T) {
+			resizeAndResetUnderStress(t, adaptive)
+		})
+	}
+}
+
+func resizeAndResetUnderStress(t *testing.T, adaptive bool) {
 	const largest = 6
-	p := newPool(t, supapool.Config{MaxConnections: 4, MinConnections: 1, AcquireTimeout: time.Second})
+	p := newPool(t, supapool.Config{MaxConnections: 4, MinConnections: 1, AcquireTimeout: time.Second, AdaptiveLimit: adaptive})
 	var owners sync.Map
 	var acquired atomic.Int64
 	stopWatching := watchIdentitiesWithin(t, p, largest)
+	stopMoving := func() {}
+	if adaptive {
+		stopMoving = moveLimit(p)
+	}
 	stop := make(chan struct{})
 	var chaos sync.WaitGroup
 	chaos.Go(func() {
@@ -244,6 +258,7 @@ func TestResizeAndResetUnderStress(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	chaos.Wait()
+	stopMoving()
 	stopWatching()
 	s := checkQuiet(t, p, acquired.Load())
 	assert.LessOrEqual(t, s.TotalConnections, s.MaxConnections, "once all are back, the max in force holds")
