@@ -599,7 +599,11 @@ func (p *Pool) serveLocked() {
 			}
 			c = p.newConnLocked()
 		}
-		p.handOffLocked(c).ready <- c // not nil: someone waits, below the limit
+		w := p.handOffLocked(c)
+		if w == nil {
+			return // the adaptive limit fell meanwhile: c went to idle
+		}
+		w.ready <- c
 	}
 }
 
