@@ -68,6 +68,7 @@ type limiter struct {
 	probeAt  time.Time     // a probe began then; zero when not probing
 	since    time.Time     // the limit in force changed then: requests sent before do not count
 	slow     bool          // in slow start: doubling while the latency is at its baseline
+	over     bool          // the last window's queue was above beta
 	dropAt   time.Time     // the last halving: answers to requests sent before it do not halve again
 	win      window
 }
@@ -275,7 +276,13 @@ func (l *limiter) adjustLocked(now time.Time, med time.Duration, peak float64) {
 	if queue > lg {
 		l.slow = false
 	}
+	if queue <= beta {
+		l.over = false
+	}
 	switch {
+	case queue > beta && !l.over:
+		l.over = true // once may be a stall of this process: wait for a second window
+		return
 	case queue > beta:
 		// Halfway to the limit that would leave alpha queued, but at least
 		// lg and at most half.

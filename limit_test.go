@@ -105,7 +105,6 @@ func TestAdaptiveLimitFindsCapacity(t *testing.T) {
 	)
 	for _, k := range []int{2, 4, 8} {
 		t.Run(fmt.Sprintf("k=%d", k), func(t *testing.T) {
-			t.Parallel()
 			// The pool fixed at k, on a server of its own, measured while
 			// the adaptive pool settles.
 			var fixedOK atomic.Int64
