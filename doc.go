@@ -41,6 +41,14 @@
 // PostgREST's code. WithAuthToken makes the requests of one ctx run as a
 // user (row-level security) without changing the pooled client.
 //
+// # Finding the server's capacity
+//
+// With Config.AdaptiveLimit the pool lets only as many clients be checked
+// out at once as the server takes before requests queue inside it
+// (Stats.Limit, between max(MinConnections, 1) and MaxConnections), found
+// from the latency and the overload answers of the requests themselves;
+// the others wait in the pool's queue. limit.go describes the algorithm.
+//
 // # Observability
 //
 // Stats returns a consistent snapshot in the spirit of database/sql's
@@ -64,6 +72,7 @@
 //	pool_stats.go   Stats, the snapshot and its identities
 //	reaper.go       the background goroutine: idle shrinking and MaxLifetime
 //	resize.go       Reset and SetMaxConnections: changing the pool while it serves
+//	limit.go        Config.AdaptiveLimit: the limiter that moves Stats.Limit, and its samples
 //	instance.go     Instance, the process-wide registry of pools
 //	checkout.go     each client's own RoundTripper: the principal, wire record and ctx of its checkout
 //	service.go      Pool.WithClient (one attempt) and PooledService

@@ -19,23 +19,30 @@ import (
 //
 //	go test -run '^$' -bench 'Pool' -benchmem -count 10 . | tee bench.txt
 //
-// A case is named by its goroutines and pool size.
+// A case is named by its goroutines and pool size; "adaptive" cases turn
+// on Config.AdaptiveLimit for supapool (with no requests sent, its limit
+// stays at MinConnections, which is the pool's size here), which takes the
+// lock-free fast path away. puddle runs them as it runs the others.
 var benchCases = []struct {
 	name       string
 	goroutines int // 1 means a plain loop, uncontended
 	size       int
+	adaptive   bool
 }{
-	{"uncontended", 1, 4},
-	{"g8_pool64", 8, 64},
-	{"g8_pool1_handoff", 8, 1},
-	{"g64_pool8", 64, 8},
+	{"uncontended", 1, 4, false},
+	{"g8_pool64", 8, 64, false},
+	{"g8_pool1_handoff", 8, 1, false},
+	{"g64_pool8", 64, 8, false},
+	{"uncontended_adaptive", 1, 4, true},
+	{"g8_pool64_adaptive", 8, 64, true},
+	{"g64_pool8_adaptive", 64, 8, true},
 }
 
 func BenchmarkPool(b *testing.B) {
 	for _, bc := range benchCases {
 		b.Run(bc.name+"/supapool", func(b *testing.B) {
 			p, err := supapool.New(unusedURL, testKey, supapool.Config{
-				MaxConnections: bc.size, MinConnections: bc.size, AcquireTimeout: time.Minute,
+				MaxConnections: bc.size, MinConnections: bc.size, AcquireTimeout: time.Minute, AdaptiveLimit: bc.adaptive,
 			})
 			if err != nil {
 				b.Fatal(err)
