@@ -277,3 +277,17 @@ func moveLimit(p *supapool.Pool) (stop func()) {
 	}()
 	return func() { close(quit); <-stopped }
 }
+
+// TestAdaptiveLimitTimeoutSaysSo: a wait that times out at the adaptive
+// limit says that the limit, not MaxConnections, held it.
+func TestAdaptiveLimitTimeoutSaysSo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, supapool.Config{MaxConnections: 4, AdaptiveLimit: true, AcquireTimeout: time.Second})
+		c, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		_, err = p.Acquire(context.Background())
+		require.ErrorIs(t, err, supapool.ErrAcquireTimeout)
+		assert.Contains(t, err.Error(), "1 in use at the adaptive limit of 1 (MaxConnections=4)")
+		require.NoError(t, p.Release(c))
+	})
+}

@@ -31,8 +31,9 @@ import (
 // PostgREST for a connection, the neighbour's included, so the more a pool
 // lets through, the longer the neighbour waits.
 //
-// It first sweeps fixed MaxConnections to find the best fixed size (the
-// most requests per second), then runs, one after another in the same
+// It first sweeps fixed MaxConnections to find the best fixed size (of
+// those within 5% of the most requests per second, the one with the
+// lowest p99), then runs, one after another in the same
 // process: fixed MaxConnections 50, the best fixed size, and AdaptiveLimit
 // with MaxConnections 50, and checks the targets.
 
@@ -139,17 +140,14 @@ func adaptiveScenario(ctx context.Context, url, key string, o adaptiveOptions, p
 		}
 		return r, nil
 	}
-	var bestRate float64
 	for _, n := range o.Sweep {
 		r, err := run(fmt.Sprintf("fixed MaxConnections %d", n), n, false, o.SweepTime)
 		if err != nil {
 			return nil, err
 		}
 		rep.Sweep = append(rep.Sweep, r)
-		if r.ReqPerSec > bestRate {
-			rep.Best, bestRate = n, r.ReqPerSec
-		}
 	}
+	rep.Best = bestFixed(rep.Sweep)
 	for _, m := range []struct {
 		label    string
 		max      int
@@ -167,6 +165,23 @@ func adaptiveScenario(ctx context.Context, url, key string, o adaptiveOptions, p
 	}
 	rep.Goals = adaptiveGoals(rep.Modes[0], rep.Modes[1], rep.Modes[2])
 	return rep, nil
+}
+
+// bestFixed picks the best size of the sweep: of the sizes within 5% of
+// the highest rate (closer than that is the noise of one short run), the
+// one with the lowest p99.
+func bestFixed(sweep []adaptiveRun) int {
+	var top float64
+	for _, r := range sweep {
+		top = max(top, r.ReqPerSec)
+	}
+	best := -1
+	for i, r := range sweep {
+		if r.ReqPerSec >= 0.95*top && (best < 0 || r.P99Ms < sweep[best].P99Ms) {
+			best = i
+		}
+	}
+	return sweep[best].MaxConnections
 }
 
 // adaptiveOne runs o.Workers workers through one pool, and the neighbour,
@@ -373,7 +388,7 @@ func (r *adaptiveReport) writeText(w io.Writer) error {
 	if err := writeRuns(w, r.Sweep, false); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "best fixed size: %d\n\ncompared, %s each:\n", r.Best, o.Duration)
+	fmt.Fprintf(w, "best fixed size: %d (of the sizes within 5%% of the highest req/s, the lowest p99)\n\ncompared, %s each:\n", r.Best, o.Duration)
 	if err := writeRuns(w, r.Modes, true); err != nil {
 		return err
 	}
