@@ -14,32 +14,46 @@ import (
 // and the MaxConnections in force, from what the requests meet on the
 // wire. It is TCP Vegas as Netflix's concurrency-limits adapts it to
 // request concurrency (VegasLimit: the queue a limit builds at the server
-// is estimated as limit * (1 - noLoadRTT/RTT), and the limit grows while
-// that queue is below alpha = 3*log10(limit), shrinks above beta =
-// 6*log10(limit)), with three additions:
+// is estimated as inflight * (1 - noLoadRTT/RTT), and the limit grows
+// while that queue is below alpha, shrinks while it is above beta), with
+// these changes:
 //
-//   - Slow start (TCP's): while the estimated queue is below
-//     threshold = log10(limit), i.e. the latency is at its baseline, the
-//     limit doubles each window. This is how it finds the server's capacity
-//     from max(MinConnections, 1) at start, and how it recovers after an
+//   - Tighter thresholds: alpha = 2*log10(limit) and beta =
+//     4*log10(limit) (VegasLimit: 3 and 6 times), with log10(limit) taken
+//     as at least minLog. Against a real PostgREST whose db-pool was the
+//     bottleneck (make adaptive), Vegas's own thresholds held the limit at
+//     7-12 where the best fixed size was 4-6, and the p99 at 1.2-1.35
+//     times the best fixed size's.
+//   - Slow start (TCP's): while the estimated queue is at most
+//     log10(limit), i.e. the latency is at its baseline, the limit
+//     doubles each window, until the first window that shows a queue.
+//     This is how it finds the server's capacity from
+//     max(MinConnections, 1) at start, and how it recovers after an
 //     overload: from the floor back to a capacity of k takes log2(k)
 //     windows, a few dozen round trips.
 //   - A decrease proportional to the queue (Gradient2's idea: the limit
-//     the server can take is limit * noLoadRTT/RTT): above beta the limit
-//     drops to that estimate plus alpha, but never below half of itself in
-//     one window, so a noisy window cannot collapse it.
+//     the server can take is inflight * noLoadRTT/RTT): above beta for a
+//     second window in a row (one may be a stall of this process, not a
+//     queue at the server) the limit moves halfway to the one that would
+//     leave alpha queued, by at least log10(limit) and at most half of
+//     itself, so a noisy window cannot collapse it.
 //   - Explicit overload answers (429, 504 PGRST003: PostgREST waited too
 //     long for a database connection, 503 with a PostgreSQL class 53 code:
 //     insufficient resources) halve the limit at once, as a loss halves
 //     TCP's window, at most once per round trip: answers to requests sent
 //     before the last halving do not halve it again. Their latencies are
 //     not samples. So an overload drives the limit down geometrically
-//     while it lasts, and since the baseline is untouched by it, slow start
-//     brings the limit back as soon as answers are fast again.
+//     while it lasts. It also turns slow start back on: since the baseline
+//     is untouched by the overload, the limit doubles back per window as
+//     soon as answers are fast again (the decay of an overload is its
+//     recovery: no state of it outlives the first fast window).
 //
 // A window is at least windowMin successful round trips, and at least as
-// many as the limit (about one round trip of the pool), at most windowMax.
-// Its RTT is their median, robust to the odd stall of a shared machine.
+// many as the limit (about one round trip of the pool), at most windowMax,
+// all sent after the limit in force last changed (so that it measures that
+// limit, not the one before). Its RTT is their median, robust to the odd
+// stall of a shared machine.
+//
 // The no-load RTT (baseline) is the lowest window median seen; it may only
 // rise through a probe (BBR's ProbeRTT): when no window has matched it for
 // probeEvery, the limit in force is halved for one window, and the median
@@ -82,10 +96,10 @@ type window struct {
 
 // The limiter's constants.
 const (
-	windowMin  = 8                // round trips in a window, at least
+	windowMin  = 16               // round trips in a window, at least
 	windowMax  = 64               // and at most
-	alphaLog   = 3.0              // grow while the estimated queue is below alphaLog*log10(limit)
-	betaLog    = 6.0              // shrink while it is above betaLog*log10(limit)
+	alphaLog   = 2.0              // grow while the estimated queue is below alphaLog*log10(limit)
+	betaLog    = 4.0              // shrink while it is above betaLog*log10(limit)
 	dropFactor = 0.5              // the limit after an overload answer, as a fraction of before
 	probeEvery = 10 * time.Second // how long the baseline may go unmatched before a probe
 	minLog     = 0.5              // the least log10(limit) the thresholds use
