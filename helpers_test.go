@@ -40,7 +40,13 @@ const unusedURL = "http://127.0.0.1:1"
 // that a leaked client fails the test instead of hanging it).
 func newPool(t testing.TB, cfg supapool.Config) *supapool.Pool {
 	t.Helper()
-	p, err := supapool.New(unusedURL, testKey, cfg)
+	return newPoolAt(t, unusedURL, cfg)
+}
+
+// newPoolAt is newPool on url.
+func newPoolAt(t testing.TB, url string, cfg supapool.Config) *supapool.Pool {
+	t.Helper()
+	p, err := supapool.New(url, testKey, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

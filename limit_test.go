@@ -112,7 +112,7 @@ func TestAdaptiveLimitFindsCapacity(t *testing.T) {
 			go func() {
 				defer close(fixedDone)
 				srv := newCapServer(t, k, service)
-				p := newTestPool(t, srv.URL, supapool.Config{MaxConnections: k, MinConnections: k, AcquireTimeout: time.Minute})
+				p := newPoolAt(t, srv.URL, supapool.Config{MaxConnections: k, MinConnections: k, AcquireTimeout: time.Minute})
 				var warm atomic.Int64
 				stop := traffic(p, workers, &warm)
 				time.Sleep(200 * time.Millisecond) // warm-up: pacing, not synchronisation
@@ -123,7 +123,7 @@ func TestAdaptiveLimitFindsCapacity(t *testing.T) {
 			}()
 
 			srv := newCapServer(t, k, service)
-			p := newTestPool(t, srv.URL, supapool.Config{MaxConnections: workers, AdaptiveLimit: true, AcquireTimeout: time.Minute})
+			p := newPoolAt(t, srv.URL, supapool.Config{MaxConnections: workers, AdaptiveLimit: true, AcquireTimeout: time.Minute})
 			var ok atomic.Int64
 			stop := traffic(p, workers, &ok)
 			defer stop()
@@ -165,19 +165,6 @@ func median(xs []int) int {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[len(s)/2]
-}
-
-// newTestPool is newPool on url.
-func newTestPool(t *testing.T, url string, cfg supapool.Config) *supapool.Pool {
-	t.Helper()
-	p, err := supapool.New(url, testKey, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, p.Close(ctx))
-	})
-	return p
 }
 
 // TestAdaptiveLimitHoldsAcquires checks the pool's side of the limit with
@@ -246,7 +233,7 @@ func TestLimitWithoutAdaptiveLimitIsMaxConnections(t *testing.T) {
 // with room to spare: the limit climbs to MaxConnections and no further.
 func TestAdaptiveLimitNeverExceedsMaxConnections(t *testing.T) {
 	srv := newCapServer(t, 64, 2*time.Millisecond)
-	p := newTestPool(t, srv.URL, supapool.Config{MaxConnections: 6, AdaptiveLimit: true, AcquireTimeout: time.Minute})
+	p := newPoolAt(t, srv.URL, supapool.Config{MaxConnections: 6, AdaptiveLimit: true, AcquireTimeout: time.Minute})
 	var ok atomic.Int64
 	stop := traffic(p, 16, &ok)
 	seen := limits(p, 500*time.Millisecond)
