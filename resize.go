@@ -47,9 +47,9 @@ drain:
 // matching ErrInvalidConfig and changes nothing.
 //
 // Growing serves waiting callers at once (with AdaptiveLimit, as many as
-// the limit allows; the new maximum caps the limit, and lets it grow). Shrinking closes idle clients
-// above n at once and destroys clients in use as they come back until at
-// most n exist (Stats.ResizeClosed counts them); from then on the pool
+// the limit allows; the new maximum caps the limit, and lets it grow).
+// Shrinking closes idle clients above n at once and destroys clients in
+// use as they come back until at most n exist (Stats.ResizeClosed counts them); from then on the pool
 // holds at most n clients. The pool's own transport is replaced by one
 // sized for n (its limits cannot change while it is in use), so at most n
 // TCP connections are made from then on, and those of the old transport
