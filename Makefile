@@ -1,5 +1,5 @@
-# The README's commands: `make test`, `make demo` and `make example`.
-.PHONY: test demo example bench setup check
+# The README's commands: `make test`, `make demo`, `make adaptive` and `make example`.
+.PHONY: test demo adaptive example bench setup check
 
 # Install PostgreSQL 15 and PostgREST 12 if missing, then vet and run every
 # test, the integration tests against the real stack included.
@@ -9,6 +9,11 @@ test:
 # Set up the stack if needed and print the before/after load-test table.
 demo: setup
 	go run ./internal/loadtest
+
+# Set up the stack if needed and compare AdaptiveLimit with fixed sizes on a
+# PostgREST with a db-pool of 4 (a sweep, then three modes; about 75 s).
+adaptive: setup
+	go run ./internal/loadtest -adaptive
 
 # Run examples/categories against the local stack and print curl commands to
 # try it; Ctrl-C stops the example and the stack. The launcher is built and

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	functions "github.com/supabase-community/functions-go"
 	storage "github.com/supabase-community/storage-go"
@@ -77,6 +78,7 @@ func (t *clientTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	var resp *http.Response
 	var br *breakerReport // the breaker's done func comes back in it (breaker.go)
+	var sent time.Time    // with AdaptiveLimit, when req left (limit.go)
 	if err != nil {
 		closeBody(req)
 	} else {
@@ -84,10 +86,12 @@ func (t *clientTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			req = t.p.router.pin(b, req)
 		}
 		req, br = t.p.withBreakerReport(req)
+		sent = t.p.lim.begin()
 		resp, err = t.p.rt.RoundTrip(req)
 	}
 	fail := observe(b.rec, req, resp, err)
 	br.report(req, fail)
+	t.p.lim.end(sent, fail)
 	if slot, ok := req.Context().Value(failSlotKey{}).(**Error); ok {
 		*slot = fail
 	}

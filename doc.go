@@ -54,6 +54,14 @@
 // A read a replica cannot serve is sent on to another endpoint within the
 // same request, and the replica is skipped for Config.ReplicaCoolDown.
 //
+// # Finding the server's capacity
+//
+// With Config.AdaptiveLimit the pool lets only as many clients be checked
+// out at once as the server takes before requests queue inside it
+// (Stats.Limit, between max(MinConnections, 1) and MaxConnections), found
+// from the latency and the overload answers of the requests themselves;
+// the others wait in the pool's queue. limit.go describes the algorithm.
+//
 // # Observability
 //
 // Stats returns a consistent snapshot in the spirit of database/sql's
@@ -87,6 +95,7 @@
 //	resize.go       Reset and SetMaxConnections: changing the pool while it serves
 //	observer.go     Pool.Observe, Event, the pool's hooks into it and its Debug lines
 //	leak.go         LeakThreshold: the acquirer's stack and the leak checker goroutine
+//	limit.go        Config.AdaptiveLimit: the limiter that moves Stats.Limit, and its samples
 //	instance.go     Instance, the process-wide registry of pools
 //	checkout.go     each client's own RoundTripper: the principal, wire record and ctx of its checkout
 //	service.go      Pool.WithClient (one attempt) and PooledService

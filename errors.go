@@ -69,10 +69,20 @@ type AcquireTimeoutError struct {
 // Error says what happened and what to do about it.
 func (e *AcquireTimeoutError) Error() string {
 	s := e.Stats
-	return fmt.Sprintf("supapool: timed out after %v waiting for a client: all %d of MaxConnections=%d are in use (%d waiting); "+
+	return fmt.Sprintf("supapool: timed out after %v waiting for a client: %s (%d waiting); "+
 		"raise Config.MaxConnections or Config.AcquireTimeout, or find code that acquires clients and never releases them "+
 		"(acquired %d, released %d)",
-		e.Waited, s.ActiveConnections, s.MaxConnections, s.WaitingForConnection, s.TotalAcquired, s.TotalReleased)
+		e.Waited, inUse(s), s.WaitingForConnection, s.TotalAcquired, s.TotalReleased)
+}
+
+// inUse says how many clients are in use, and against which bound: the
+// adaptive limit when it is below MaxConnections.
+func inUse(s Stats) string {
+	if s.Limit < s.MaxConnections {
+		return fmt.Sprintf("%d in use at the adaptive limit of %d (MaxConnections=%d), which the server's latency set",
+			s.ActiveConnections, s.Limit, s.MaxConnections)
+	}
+	return fmt.Sprintf("all %d of MaxConnections=%d are in use", s.ActiveConnections, s.MaxConnections)
 }
 
 // Is reports whether target is ErrAcquireTimeout.
@@ -335,9 +345,9 @@ type PoolExhaustedError struct {
 // Error says what happened and what to do about it.
 func (e *PoolExhaustedError) Error() string {
 	s := e.Stats
-	return fmt.Sprintf("supapool: pool exhausted: all %d of MaxConnections=%d are in use and %d callers already wait (MaxWaiting); "+
+	return fmt.Sprintf("supapool: pool exhausted: %s and %d callers already wait (MaxWaiting); "+
 		"answer 503 with Retry-After and let the caller come back, or raise Config.MaxConnections or Config.MaxWaiting",
-		s.ActiveConnections, s.MaxConnections, s.WaitingForConnection)
+		inUse(s), s.WaitingForConnection)
 }
 
 // Is reports whether target is ErrPoolExhausted.

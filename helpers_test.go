@@ -43,7 +43,13 @@ const unusedURL = "http://127.0.0.1:1"
 // that a leaked client fails the test instead of hanging it).
 func newPool(t testing.TB, cfg supapool.Config) *supapool.Pool {
 	t.Helper()
-	p, err := supapool.New(unusedURL, testKey, cfg)
+	return newPoolAt(t, unusedURL, cfg)
+}
+
+// newPoolAt is newPool on url.
+func newPoolAt(t testing.TB, url string, cfg supapool.Config) *supapool.Pool {
+	t.Helper()
+	p, err := supapool.New(url, testKey, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -81,6 +87,8 @@ func checkIdentitiesWithin(t testing.TB, s supapool.Stats, bound int) {
 	require.EqualValues(t, s.ActiveConnections, s.TotalAcquired-s.TotalReleased, "Acquired - Released = Active: %+v", s)
 	require.LessOrEqual(t, s.TotalConnections, bound, "never more than %d clients: %+v", bound, s)
 	require.GreaterOrEqual(t, s.IdleConnections, 0, "%+v", s)
+	require.LessOrEqual(t, s.Limit, s.MaxConnections, "the limit never exceeds MaxConnections: %+v", s)
+	require.GreaterOrEqual(t, s.Limit, max(s.MinConnections, 1), "nor falls below max(MinConnections, 1): %+v", s)
 }
 
 // watchIdentities checks the Stats identities in a loop until the returned

@@ -55,8 +55,12 @@ type Pool struct {
 	// empty whenever anyone waits, and taking from it cannot overtake a
 	// waiter. Acquire's fast path receives without mu; a client it has
 	// taken but not yet checked out still counts as idle in the
-	// bookkeeping, so len(idle) <= total - active.
+	// bookkeeping, so len(idle) <= total - active. With AdaptiveLimit
+	// (lim set), a client also goes to idle while callers wait if the
+	// limit holds them back (active >= limit); the fast path is off then,
+	// so idle is only touched under mu, and again no one overtakes a waiter.
 	idle       atomic.Pointer[chan *conn]
+	lim        *limiter      // AdaptiveLimit's (limit.go); nil without it. Read-only after New.
 	done       chan struct{} // closed by Close: the reaper stops
 	reaperDone chan struct{} // closed when the reaper has returned
 	leakDone   chan struct{} // closed when the leak checker has returned; nil without LeakThreshold
@@ -161,6 +165,9 @@ func New(url, key string, cfg Config) (*Pool, error) {
 		reaperDone: make(chan struct{}),
 		drained:    make(chan struct{}),
 		conns:      make(map[*supabase.Client]*conn, cfg.MaxConnections),
+	}
+	if cfg.AdaptiveLimit {
+		p.lim = newLimiter(cfg.MinConnections, cfg.MaxConnections, p.limitRaised)
 	}
 	idle := make(chan *conn, cfg.MaxConnections)
 	p.idle.Store(&idle)
@@ -327,25 +334,29 @@ func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 	}
 	// Fast path: take an idle client first and lock mu only for the
 	// bookkeeping, which keeps the channel operation out of the critical
-	// section.
-	select {
-	case c := <-p.idleCh():
-		now := p.stamp() // outside the lock
-		p.mu.Lock()
-		client, err := p.takeIdleLocked(c, now)
-		p.mu.Unlock()
-		return p.acquired(client, err, 0)
-	default:
+	// section. Not with AdaptiveLimit: its limit is checked under mu.
+	if p.lim == nil {
+		select {
+		case c := <-p.idleCh():
+			now := p.stamp() // outside the lock
+			p.mu.Lock()
+			client, err := p.takeIdleLocked(c, now)
+			p.mu.Unlock()
+			return p.acquired(client, err, 0)
+		default:
+		}
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil, ErrPoolClosed
 	}
+	// With AdaptiveLimit, only below the limit and behind no one.
+	admit := p.lim == nil || p.waiting == 0 && p.active < p.limitLocked()
 	// A client may have come back since the fast path looked; it must be
 	// taken now, before this Acquire would queue beside it. (While others
 	// wait, idle is empty: they came first.)
-	if p.waiting == 0 {
+	if admit && p.waiting == 0 {
 		select {
 		case c := <-p.idleCh():
 			client, err := p.takeIdleLocked(c, p.stamp())
@@ -354,7 +365,7 @@ func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 		default:
 		}
 	}
-	if p.total < p.max {
+	if admit && p.total < p.max {
 		// Reserve the slot, build the client outside the lock.
 		p.total++
 		p.counts.created++
@@ -398,16 +409,23 @@ func (p *Pool) takeIdleLocked(c *conn, now time.Duration) (*conn, error) {
 		p.destroyLocked(c, ClosePool)
 		return nil, ErrPoolClosed
 	}
+	c = p.freshLocked(c)
+	p.checkoutLocked(c, now)
+	return c, nil
+}
+
+// freshLocked returns c, an idle client the caller took from p.idle, or
+// its replacement if Reset retired it or it is past its MaxLifetime.
+func (p *Pool) freshLocked(c *conn) *conn {
 	switch {
 	case c.gen != p.gen:
 		p.counts.resetClosed++
-		c = p.renewLocked(c, CloseReset)
+		return p.renewLocked(c, CloseReset)
 	case p.expiredLocked(c):
 		p.counts.lifetimeClosed++
-		c = p.renewLocked(c, CloseLifetime)
+		return p.renewLocked(c, CloseLifetime)
 	}
-	p.checkoutLocked(c, now)
-	return c, nil
+	return c
 }
 
 // A waiter is an Acquire blocked until a client is free. Waiters form a
@@ -483,10 +501,11 @@ func (p *Pool) unqueueLocked(w *waiter, now time.Duration) time.Duration {
 // p.idle, available: it checks c out to the longest waiter and returns
 // that waiter, to which the caller must then send c (w.ready <- c),
 // preferably after unlocking mu, since waking a goroutine takes a while.
-// With no one waiting it puts c in p.idle and returns nil.
+// With no one waiting, or the adaptive limit reached, it puts c in p.idle
+// and returns nil.
 func (p *Pool) handOffLocked(c *conn) *waiter {
 	w := p.waitHead
-	if w == nil {
+	if w == nil || p.lim != nil && p.active >= p.limitLocked() {
 		p.idleCh() <- c
 		return nil
 	}
@@ -609,12 +628,32 @@ func (p *Pool) destroyLocked(c *conn, reason CloseReason) {
 		p.signalDrainedLocked()
 		return
 	}
-	if p.waiting > 0 && p.total < p.max {
-		// Rare enough to wake the waiter with mu held.
-		c := p.newConnLocked()
-		if w := p.handOffLocked(c); w != nil {
-			w.ready <- c
+	p.serveLocked()
+}
+
+// serveLocked serves waiters, oldest first, while the limit in force lets
+// another client be checked out: with idle clients (which the adaptive
+// limit may have held back), else with new ones while fewer than
+// MaxConnections exist. Without AdaptiveLimit no client is idle while
+// anyone waits, so this serves waiters only when a client was destroyed
+// or the maximum raised. It wakes them with mu held: that is rare enough.
+func (p *Pool) serveLocked() {
+	for p.waitHead != nil && p.active < p.limitLocked() && p.total <= p.max {
+		var c *conn
+		select {
+		case c = <-p.idleCh():
+			c = p.freshLocked(c)
+		default:
+			if p.total == p.max {
+				return
+			}
+			c = p.newConnLocked()
 		}
+		w := p.handOffLocked(c)
+		if w == nil {
+			return // the adaptive limit fell meanwhile: c went to idle
+		}
+		w.ready <- c
 	}
 }
 
@@ -711,6 +750,7 @@ func (p *Pool) statsLocked() Stats {
 		TotalCreated:         p.counts.created,
 		TotalDestroyed:       p.counts.destroyed,
 		MaxConnections:       p.max,
+		Limit:                p.limitLocked(),
 		MinConnections:       p.cfg.MinConnections,
 		WaitCount:            p.counts.waits,
 		WaitDuration:         p.waitDuration,

@@ -20,22 +20,31 @@ import (
 //	go test -run '^$' -bench 'Pool' -benchmem -count 10 . | tee bench.txt
 //
 // A case is named by its goroutines and pool size; "observed" is supapool
-// with an observer attached (Pool.Observe).
+// with an observer attached (Pool.Observe); "adaptive" cases turn on
+// Config.AdaptiveLimit for supapool (with no requests sent, its limit
+// stays at MinConnections, which is the pool's size here), which takes the
+// lock-free fast path away. puddle runs them as it runs the others.
 var benchCases = []struct {
 	name       string
 	goroutines int // 1 means a plain loop, uncontended
 	size       int
+	adaptive   bool
 }{
-	{"uncontended", 1, 4},
-	{"g8_pool64", 8, 64},
-	{"g8_pool1_handoff", 8, 1},
-	{"g64_pool8", 64, 8},
+	{"uncontended", 1, 4, false},
+	{"g8_pool64", 8, 64, false},
+	{"g8_pool1_handoff", 8, 1, false},
+	{"g64_pool8", 64, 8, false},
+	{"uncontended_adaptive", 1, 4, true},
+	{"g8_pool64_adaptive", 8, 64, true},
+	{"g64_pool8_adaptive", 64, 8, true},
 }
 
 func BenchmarkPool(b *testing.B) {
 	for _, bc := range benchCases {
-		b.Run(bc.name+"/supapool", func(b *testing.B) { benchSupapool(b, bc.goroutines, bc.size, false) })
-		b.Run(bc.name+"/observed", func(b *testing.B) { benchSupapool(b, bc.goroutines, bc.size, true) })
+		b.Run(bc.name+"/supapool", func(b *testing.B) { benchSupapool(b, bc.goroutines, bc.size, bc.adaptive, false) })
+		if !bc.adaptive {
+			b.Run(bc.name+"/observed", func(b *testing.B) { benchSupapool(b, bc.goroutines, bc.size, false, true) })
+		}
 		b.Run(bc.name+"/puddle", func(b *testing.B) {
 			p, err := puddle.NewPool(&puddle.Config[*supabase.Client]{
 				Constructor: func(context.Context) (*supabase.Client, error) {
@@ -70,9 +79,9 @@ func BenchmarkPool(b *testing.B) {
 // observing costs the pool (two monotonic clock readings and one call per
 // event); an exporter adds its own recording (see the prometheus module's
 // benchmark).
-func benchSupapool(b *testing.B, goroutines, size int, observed bool) {
+func benchSupapool(b *testing.B, goroutines, size int, adaptive, observed bool) {
 	p, err := supapool.New(unusedURL, testKey, supapool.Config{
-		MaxConnections: size, MinConnections: size, AcquireTimeout: time.Minute,
+		MaxConnections: size, MinConnections: size, AcquireTimeout: time.Minute, AdaptiveLimit: adaptive,
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -56,6 +56,18 @@ type Config struct {
 	// Zero means 5s.
 	AcquireTimeout time.Duration
 
+	// AdaptiveLimit, if set, makes the pool find how many requests the
+	// server takes at once before they queue there, and let only that many
+	// clients be checked out (Stats.Limit): the limit moves between
+	// max(MinConnections, 1) and MaxConnections, growing while latency
+	// stays at its baseline, shrinking when it rises, and halving on
+	// overload answers (429, 504 PGRST003, 503 with a class 53 code).
+	// Acquire waits, in the same queue and with the same AcquireTimeout,
+	// when the limit is reached, even if fewer than MaxConnections clients
+	// exist. See limit.go for the algorithm. False means the limit is
+	// MaxConnections.
+	AdaptiveLimit bool
+
 	// MaxWaiting, if positive, bounds how many Acquire calls may wait for a
 	// client at once: when that many wait, the next Acquire fails at once
 	// with ErrPoolExhausted instead of waiting up to AcquireTimeout, so an

@@ -28,6 +28,12 @@ type Stats struct {
 
 	MaxConnections int `json:"maxConnections"` // the MaxConnections in force (Config, or SetMaxConnections)
 	MinConnections int `json:"minConnections"` // Config.MinConnections in force
+	// Limit is how many clients may be checked out at once: with
+	// Config.AdaptiveLimit the adaptive limit, between max(MinConnections,
+	// 1) and MaxConnections; without it, MaxConnections. ActiveConnections
+	// may exceed it for a while after it falls: clients in use are not
+	// taken back.
+	Limit int `json:"limit"`
 
 	WaitCount        int64         `json:"waitCount"`        // Acquires that had to wait, ever
 	WaitDuration     time.Duration `json:"waitDuration"`     // total time spent waiting, ever (nanoseconds in JSON)
@@ -71,6 +77,7 @@ func (s Stats) LogValue() slog.Value {
 		slog.Int64("totalDestroyed", s.TotalDestroyed),
 		slog.Int("maxConnections", s.MaxConnections),
 		slog.Int("minConnections", s.MinConnections),
+		slog.Int("limit", s.Limit),
 		slog.Int64("waitCount", s.WaitCount),
 		slog.Duration("waitDuration", s.WaitDuration),
 		slog.Int64("acquireTimeouts", s.AcquireTimeouts),

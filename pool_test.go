@@ -469,7 +469,8 @@ func TestCloseFailsEveryWaiter(t *testing.T) {
 // that the Stats identities hold in every snapshot, that there are never
 // more than MaxConnections clients, and that every failed Acquire is
 // counted. The second case adds tiny acquire timeouts, an IdleTimeout that
-// keeps the reaper busy and clients that expire while in use.
+// keeps the reaper busy and clients that expire while in use; the third
+// an adaptive limit that moves at random.
 func TestStress(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
@@ -478,19 +479,28 @@ func TestStress(t *testing.T) {
 		cancelWithin   time.Duration // a quarter of the Acquires are canceled within this
 		hold           time.Duration // upper bound of a random hold
 		holdOneIn      int           // hold (sleep) in one round of this many; 1: always
+		moveLimit      bool          // move the adaptive limit at random meanwhile
 	}{
 		{"invariants", supapool.Config{MaxConnections: 4, MinConnections: 1, AcquireTimeout: time.Second},
-			32, 400, 50 * time.Microsecond, 20 * time.Microsecond, 3},
+			32, 400, 50 * time.Microsecond, 20 * time.Microsecond, 3, false},
 		{"timeouts, reaper and lifetime", supapool.Config{
 			MaxConnections: 3, MinConnections: 1, AcquireTimeout: 200 * time.Microsecond,
 			IdleTimeout: time.Millisecond, MaxLifetime: 300 * time.Microsecond, MaxLifetimeJitter: 100 * time.Microsecond,
-		}, 16, 300, 100 * time.Microsecond, 50 * time.Microsecond, 1},
+		}, 16, 300, 100 * time.Microsecond, 50 * time.Microsecond, 1, false},
+		{"adaptive limit", supapool.Config{
+			MaxConnections: 5, MinConnections: 1, AcquireTimeout: 5 * time.Millisecond, AdaptiveLimit: true,
+			IdleTimeout: time.Millisecond, MaxLifetime: 300 * time.Microsecond,
+		}, 32, 300, 50 * time.Microsecond, 20 * time.Microsecond, 3, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPool(t, tc.cfg)
 			var owners sync.Map // *supabase.Client -> worker id
 			var acquired, timedOut, canceled atomic.Int64
 			stopWatching := watchIdentities(t, p)
+			stopMoving := func() {}
+			if tc.moveLimit {
+				stopMoving = moveLimit(p)
+			}
 			var wg sync.WaitGroup
 			for w := range tc.workers {
 				wg.Go(func() {
@@ -519,6 +529,7 @@ func TestStress(t *testing.T) {
 				})
 			}
 			wg.Wait()
+			stopMoving()
 			stopWatching()
 			s := checkQuiet(t, p, acquired.Load())
 			assert.Equal(t, timedOut.Load(), s.AcquireTimeouts)

@@ -46,9 +46,10 @@ drain:
 // at least 1 and at least MinConnections; otherwise it returns an error
 // matching ErrInvalidConfig and changes nothing.
 //
-// Growing serves waiting callers at once. Shrinking closes idle clients
-// above n at once and destroys clients in use as they come back until at
-// most n exist (Stats.ResizeClosed counts them); from then on the pool
+// Growing serves waiting callers at once (with AdaptiveLimit, as many as
+// the limit allows; the new maximum caps the limit, and lets it grow).
+// Shrinking closes idle clients above n at once and destroys clients in
+// use as they come back until at most n exist (Stats.ResizeClosed counts them); from then on the pool
 // holds at most n clients. The pool's own transport is replaced by one
 // sized for n (its limits cannot change while it is in use), so at most n
 // TCP connections are made from then on, and those of the old transport
@@ -70,6 +71,7 @@ func (p *Pool) SetMaxConnections(n int) error {
 		return nil
 	}
 	p.max = n
+	p.lim.setMax(n)
 	idle := p.idleCh()
 	if n > cap(idle) {
 		// The idle channel must hold every client: replace it. A fast-path
@@ -98,20 +100,9 @@ func (p *Pool) SetMaxConnections(n int) error {
 		}
 		break // the rest is in use: destroyed as it comes back
 	}
-	// Growing: serve the waiters with new clients.
-	var served []*waiter
-	var clients []*conn
-	for p.waiting > 0 && p.total < n {
-		c := p.newConnLocked()
-		if w := p.handOffLocked(c); w != nil {
-			served, clients = append(served, w), append(clients, c)
-		}
-	}
+	p.serveLocked() // growing: serve the waiters with new clients
 	closeNow := p.replaceTransportLocked(n)
 	p.mu.Unlock()
-	for i, w := range served {
-		w.ready <- clients[i]
-	}
 	for _, t := range closeNow {
 		t.CloseIdleConnections()
 	}

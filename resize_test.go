@@ -200,18 +200,26 @@ func TestResizeAndResetBoundTCPConnections(t *testing.T) {
 }
 
 // TestResizeAndResetUnderStress interleaves Reset and SetMaxConnections
-// with Acquire, Release and Discard, and in the second case with a Close
-// partway: no client has two owners, the identities hold, never more
-// clients exist than the largest maximum set, and after the run the
-// maximum in force holds (or, closed, nothing is left).
+// with Acquire, Release and Discard; one case adds a Close partway, one an
+// adaptive limit that moves at random: no client has two owners, the
+// identities hold, never more clients exist than the largest maximum set,
+// and after the run the maximum in force holds (or, closed, nothing is
+// left).
 func TestResizeAndResetUnderStress(t *testing.T) {
-	for _, closeAfter := range []int{0, 200} { // chaos rounds before Close; 0: never
-		t.Run(fmt.Sprintf("close after %d", closeAfter), func(t *testing.T) {
+	for _, tc := range []struct {
+		closeAfter int // chaos rounds before Close; 0: never
+		adaptive   bool
+	}{{0, false}, {200, false}, {0, true}} {
+		t.Run(fmt.Sprintf("close after %d, adaptive %v", tc.closeAfter, tc.adaptive), func(t *testing.T) {
 			const largest = 6
-			p := newPool(t, supapool.Config{MaxConnections: 4, MinConnections: 1, AcquireTimeout: time.Second})
+			p := newPool(t, supapool.Config{MaxConnections: 4, MinConnections: 1, AcquireTimeout: time.Second, AdaptiveLimit: tc.adaptive})
 			var owners sync.Map
 			var acquired atomic.Int64
 			stopWatching := watchIdentitiesWithin(t, p, largest)
+			stopMoving := func() {}
+			if tc.adaptive {
+				stopMoving = moveLimit(p)
+			}
 			stop := make(chan struct{})
 			var chaos sync.WaitGroup
 			chaos.Go(func() {
@@ -222,7 +230,7 @@ func TestResizeAndResetUnderStress(t *testing.T) {
 					default:
 					}
 					switch {
-					case i == closeAfter:
+					case i == tc.closeAfter:
 						go func() { assert.NoError(t, p.Close(context.Background())) }()
 					case i%3 == 0:
 						p.Reset()
@@ -257,9 +265,10 @@ func TestResizeAndResetUnderStress(t *testing.T) {
 			wg.Wait()
 			close(stop)
 			chaos.Wait()
+			stopMoving()
 			stopWatching()
 			s := checkQuiet(t, p, acquired.Load())
-			if closeAfter > 0 {
+			if tc.closeAfter > 0 {
 				require.NoError(t, p.Close(context.Background()))
 				s = p.Stats()
 				assert.True(t, s.Closed)

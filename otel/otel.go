@@ -7,6 +7,7 @@
 //	db.client.connection.max               {connection}  UpDownCounter: Config.MaxConnections
 //	db.client.connection.idle.max          {connection}  UpDownCounter: Config.MaxConnections (every client may be idle)
 //	db.client.connection.idle.min          {connection}  UpDownCounter: Config.MinConnections
+//	supapool.limit                         {connection}  UpDownCounter: Stats.Limit (not a semantic convention)
 //	db.client.connection.pending_requests  {request}     UpDownCounter: Acquire calls waiting
 //	db.client.connection.timeouts          {timeout}     Counter: Acquires that timed out
 //	db.client.connection.create_time       s             Histogram: time to build a client
@@ -81,6 +82,7 @@ func Instrument(p *supapool.Pool, poolName string, mp metric.MeterProvider) erro
 	in.idleMax = updown("db.client.connection.idle.max", "{connection}", "The maximum number of idle open connections allowed.")
 	in.idleMin = updown("db.client.connection.idle.min", "{connection}", "The minimum number of idle open connections allowed.")
 	in.pending = updown("db.client.connection.pending_requests", "{request}", "The number of current pending requests for an open connection.")
+	in.limit = updown("supapool.limit", "{connection}", "The connections that may be in use at once: the adaptive limit with AdaptiveLimit, else the maximum.")
 	in.create = hist("db.client.connection.create_time", "The time it took to create a new connection.", createBounds)
 	in.wait = hist("db.client.connection.wait_time", "The time it took to obtain an open connection from the pool.", waitBounds)
 	in.use = hist("db.client.connection.use_time", "The time between borrowing a connection and returning it to the pool.", useBounds)
@@ -92,7 +94,7 @@ func Instrument(p *supapool.Pool, poolName string, mp metric.MeterProvider) erro
 	if err != nil {
 		return err
 	}
-	reg, err := m.RegisterCallback(in.observe, in.count, in.max, in.idleMax, in.idleMin, in.pending)
+	reg, err := m.RegisterCallback(in.observe, in.count, in.max, in.idleMax, in.idleMin, in.pending, in.limit)
 	if err != nil {
 		return err
 	}
@@ -116,6 +118,7 @@ type instruments struct {
 	pool                                  *supapool.Pool
 	attrs, idleAttrs, usedAttrs           metric.MeasurementOption
 	count, max, idleMax, idleMin, pending metric.Int64ObservableUpDownCounter
+	limit                                 metric.Int64ObservableUpDownCounter
 	timeouts                              metric.Int64Counter
 	create, wait, use                     metric.Float64Histogram
 
@@ -137,6 +140,7 @@ func (in *instruments) observe(_ context.Context, o metric.Observer) error {
 	o.ObserveInt64(in.idleMax, int64(s.MaxConnections), in.attrs)
 	o.ObserveInt64(in.idleMin, int64(s.MinConnections), in.attrs)
 	o.ObserveInt64(in.pending, int64(s.WaitingForConnection), in.attrs)
+	o.ObserveInt64(in.limit, int64(s.Limit), in.attrs)
 	return nil
 }
 

@@ -94,6 +94,7 @@ func TestInstrument(t *testing.T) {
 		"db.client.connection.idle.max":         {{unit: "{connection}", value: 2}},
 		"db.client.connection.idle.min":         {{unit: "{connection}", value: 1}},
 		"db.client.connection.pending_requests": {{unit: "{request}", value: 0}},
+		"supapool.limit":                        {{unit: "{connection}", value: 2}}, // MaxConnections without AdaptiveLimit
 		"db.client.connection.timeouts":         {{unit: "{timeout}", value: 1}},
 		"db.client.connection.create_time":      {{unit: "s", value: 1}}, // b
 		"db.client.connection.wait_time":        {{unit: "s", value: 2}}, // a and b; the timeout is not an acquire
@@ -110,7 +111,7 @@ func TestInstrument(t *testing.T) {
 	assert.Empty(t, collect(t, delta), "nothing after Close")
 	after := collect(t, cumulative)
 	for _, name := range []string{"db.client.connection.count", "db.client.connection.max", "db.client.connection.idle.max",
-		"db.client.connection.idle.min", "db.client.connection.pending_requests"} {
+		"db.client.connection.idle.min", "db.client.connection.pending_requests", "supapool.limit"} {
 		assert.NotContains(t, after, name, "observed no more")
 	}
 	assert.Equal(t, got["db.client.connection.use_time"], after["db.client.connection.use_time"], "a's release is not recorded")

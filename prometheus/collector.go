@@ -14,6 +14,7 @@
 //	supapool_connections{state="idle"|"used"}      gauge: clients now
 //	supapool_connections_max                       gauge: Config.MaxConnections
 //	supapool_connections_min                       gauge: Config.MinConnections
+//	supapool_limit                                 gauge: Stats.Limit, the adaptive limit (MaxConnections without AdaptiveLimit)
 //	supapool_pending_requests                      gauge: Acquire calls waiting now
 //	supapool_acquires_total                        counter: successful Acquires (Stats.TotalAcquired)
 //	supapool_acquire_timeouts_total                counter: Acquires that timed out
@@ -54,6 +55,7 @@ type Collector struct {
 	pool *supapool.Pool
 
 	conns, connsMax, connsMin, pending  *prometheus.Desc
+	limit                               *prometheus.Desc
 	acquires, timeouts, canceled, leaks *prometheus.Desc
 	created, closed                     *prometheus.Desc
 	wait, use, create                   prometheus.Histogram
@@ -76,6 +78,7 @@ func NewCollector(p *supapool.Pool, poolName string) *Collector {
 		conns:    desc("connections", "Clients in the pool now, by state: idle or used (checked out).", "state"),
 		connsMax: desc("connections_max", "The most clients the pool allows (Config.MaxConnections)."),
 		connsMin: desc("connections_min", "The clients the pool keeps even when idle (Config.MinConnections)."),
+		limit:    desc("limit", "The clients that may be checked out at once: the adaptive limit with Config.AdaptiveLimit, else MaxConnections."),
 		pending:  desc("pending_requests", "Acquire calls waiting for a client now."),
 		acquires: desc("acquires_total", "Successful Acquires."),
 		timeouts: desc("acquire_timeouts_total", "Acquires that gave up after Config.AcquireTimeout."),
@@ -129,7 +132,7 @@ func method(m string) string {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.conns, c.connsMax, c.connsMin, c.pending, c.acquires, c.timeouts, c.canceled, c.leaks, c.created, c.closed} {
+	for _, d := range []*prometheus.Desc{c.conns, c.connsMax, c.connsMin, c.limit, c.pending, c.acquires, c.timeouts, c.canceled, c.leaks, c.created, c.closed} {
 		ch <- d
 	}
 	c.wait.Describe(ch)
@@ -153,6 +156,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.conns, s.ActiveConnections, "used")
 	gauge(c.connsMax, s.MaxConnections)
 	gauge(c.connsMin, s.MinConnections)
+	gauge(c.limit, s.Limit)
 	gauge(c.pending, s.WaitingForConnection)
 	counter(c.acquires, s.TotalAcquired)
 	counter(c.timeouts, s.AcquireTimeouts)

@@ -91,6 +91,9 @@ supapool_connections_max{pool="main"} 2
 # HELP supapool_connections_min The clients the pool keeps even when idle (Config.MinConnections).
 # TYPE supapool_connections_min gauge
 supapool_connections_min{pool="main"} 1
+# HELP supapool_limit The clients that may be checked out at once: the adaptive limit with Config.AdaptiveLimit, else MaxConnections.
+# TYPE supapool_limit gauge
+supapool_limit{pool="main"} 2
 # HELP supapool_pending_requests Acquire calls waiting for a client now.
 # TYPE supapool_pending_requests gauge
 supapool_pending_requests{pool="main"} 0
@@ -123,7 +126,7 @@ supapool_requests_total{code="200",method="GET",pool="main"} 1
 supapool_requests_total{code="503",method="GET",pool="main"} 1
 `
 	names := []string{
-		"supapool_connections", "supapool_connections_max", "supapool_connections_min", "supapool_pending_requests",
+		"supapool_connections", "supapool_connections_max", "supapool_connections_min", "supapool_limit", "supapool_pending_requests",
 		"supapool_acquires_total", "supapool_acquire_timeouts_total", "supapool_acquire_canceled_total", "supapool_leaks_total",
 		"supapool_connections_created_total", "supapool_connections_closed_total", "supapool_requests_total",
 	}
@@ -192,7 +195,7 @@ func TestCollectorLintsAndRegistersPedantically(t *testing.T) {
 	require.NoError(t, reg.Register(supapoolprom.NewCollector(p2, "replica")))
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
-	assert.Len(t, mfs, 15)
+	assert.Len(t, mfs, 16)
 	for _, mf := range mfs {
 		assert.True(t, strings.HasPrefix(mf.GetName(), "supapool_"), mf.GetName())
 		for _, m := range mf.GetMetric() {

@@ -43,6 +43,11 @@
 // connection counts are unavailable then: new connections are counted on
 // the client (net/http/httptrace), and the peak shows as n/a.
 //
+// With -adaptive (make adaptive) it runs another scenario instead, on the
+// local stack only: Config.AdaptiveLimit against fixed sizes on a PostgREST
+// with a db-pool of 4, with a neighbour outside the pool (see adaptive.go);
+// -duration and -concurrency set its compared runs' length and workers.
+//
 // Run it from inside the module: the stack finds its binaries there.
 //
 // Read the numbers with their setting in mind. With a fixed number of
@@ -81,12 +86,14 @@ func main() {
 		o        options
 		asJSON   bool
 		budgetID string
+		adaptive bool
 	)
 	flag.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time per mode (after a 1s warm-up)")
 	flag.IntVar(&o.Concurrency, "concurrency", 100, "concurrent workers per mode")
 	flag.BoolVar(&asJSON, "json", false, "print a JSON document instead of the table")
 	flag.IntVar(&o.MaxConns, "max-conns", supapool.ProductionConfig().MaxConnections, "connection bound of (b), as its MaxConnections, and of (c)")
 	flag.StringVar(&budgetID, "budget", "", "with SUPABASE_URL: query this existing budget instead of seeding one")
+	flag.BoolVar(&adaptive, "adaptive", false, "run the AdaptiveLimit scenario instead (local stack only; see adaptive.go)")
 	flag.Parse()
 	if o.Duration <= 0 || o.Concurrency <= 0 || o.MaxConns <= 0 {
 		fmt.Fprintln(os.Stderr, "loadtest: -duration, -concurrency and -max-conns must be positive")
@@ -97,7 +104,14 @@ func main() {
 	// SIGINT or SIGTERM cancels ctx: the workers stop, and run closes the
 	// pool and stops the stack before it returns.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o, budgetID, asJSON, os.Stdout, os.Stderr)
+	var err error
+	if adaptive {
+		ao := defaultAdaptiveOptions()
+		ao.Workers, ao.Duration = o.Concurrency, o.Duration
+		err = runAdaptiveScenario(ctx, ao, asJSON, os.Stdout, os.Stderr)
+	} else {
+		err = run(ctx, o, budgetID, asJSON, os.Stdout, os.Stderr)
+	}
 	interrupted := ctx.Err() != nil // before stop, which cancels ctx too
 	stop()
 	switch {

@@ -125,3 +125,40 @@ func parseRow(t *testing.T, line string) tableRow {
 	n := len(f) - 1 - values
 	return tableRow{label: strings.Join(f[:n], " "), values: f[n : len(f)-1]}
 }
+
+// TestAdaptiveScenario runs the adaptive scenario briefly against a stack
+// with PostgREST's db-pool at 4, as make adaptive does.
+func TestAdaptiveScenario(t *testing.T) {
+	o := defaultAdaptiveOptions()
+	s := stack.ForTest(t, stack.Options{DBPool: o.DBPool, DBPoolAcquisitionTimeout: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o.Workers, o.Sweep = 16, []int{2, 8}
+	o.SweepTime, o.Duration, o.Warmup, o.Settle = 300*time.Millisecond, 500*time.Millisecond, 200*time.Millisecond, 50*time.Millisecond
+	var progress bytes.Buffer
+	rep, err := adaptiveScenario(ctx, s.URL, s.ServiceKey, o, &progress)
+	require.NoError(t, err, "progress:\n%s", progress.String())
+	var out bytes.Buffer
+	require.NoError(t, rep.writeText(&out))
+	t.Logf("\n%s", out.String())
+
+	require.Len(t, rep.Sweep, 2)
+	require.Len(t, rep.Modes, 3)
+	assert.Contains(t, []int{2, 8}, rep.Best)
+	for _, m := range append(rep.Sweep, rep.Modes...) {
+		assert.Positive(t, m.Requests, m.Label)
+		assert.Zero(t, m.Errors, "%s: %s", m.Label, m.FirstError)
+		assert.Positive(t, m.NeighbourReqs, m.Label)
+		if !m.Adaptive {
+			assert.Equal(t, m.MaxConnections, m.LimitMin, m.Label)
+			assert.Equal(t, m.MaxConnections, m.LimitMax, m.Label)
+		}
+	}
+	a := rep.Modes[2]
+	assert.True(t, a.Adaptive)
+	assert.GreaterOrEqual(t, a.LimitMin, 1)
+	assert.LessOrEqual(t, a.LimitMax, o.Max)
+	assert.Len(t, rep.Goals, 4)
+	assert.Contains(t, out.String(), "best fixed size: ")
+	assert.Contains(t, out.String(), "AdaptiveLimit, MaxConnections 50")
+}
