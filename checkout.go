@@ -140,13 +140,22 @@ type failSlotKey struct{}
 // wire record and ctx (closure nil for Acquire, whose ctx bounds only the
 // wait). A checkout with the pool's key and no closure allocates nothing.
 func (p *Pool) bind(c *conn, ctx context.Context, rec *wireRecord, closure context.Context) {
+	if rec == nil && p.router == nil && authTokenFrom(ctx) == nil {
+		// Acquire with the pool's key: the hot path, small enough to inline.
+		c.client.Storage, c.client.Functions = c.storage, c.functions
+		c.bound.Store(&c.plain)
+		return
+	}
+	p.bindChecked(c, ctx, rec, closure)
+}
+
+// bindChecked is bind for a checkout with a token, a closure or a router.
+func (p *Pool) bindChecked(c *conn, ctx context.Context, rec *wireRecord, closure context.Context) {
 	tok := authTokenFrom(ctx)
 	if tok == nil {
 		c.client.Storage, c.client.Functions = c.storage, c.functions
 		if rec == nil && closure == nil {
-			if p.router != nil {
-				c.plain.primary.Store(routeFrom(ctx) == pinPrimary) // a fresh checkout has not written
-			}
+			c.plain.primary.Store(routeFrom(ctx) == pinPrimary) // a fresh checkout has not written
 			c.bound.Store(&c.plain)
 			return
 		}

@@ -148,26 +148,37 @@ func (p *Pool) emit(e Event) {
 // someone will read it (an observer or the leak checker), or -1, which
 // costs no clock reading. The hot paths read it before taking the lock.
 func (p *Pool) stamp() time.Duration {
-	if p.obs.Load() == nil && p.cfg.LeakThreshold <= 0 {
+	if !p.timed() {
 		return -1
 	}
-	return time.Since(p.epoch)
+	return p.since()
 }
+
+// timed reports whether checkouts are timed: an observer is attached, or
+// LeakThreshold is set. Small enough to inline into the hot path.
+func (p *Pool) timed() bool { return p.obs.Load() != nil || p.cfg.LeakThreshold > 0 }
+
+// since is the pool's monotonic clock, time.Since(p.epoch).
+func (p *Pool) since() time.Duration { return time.Since(p.epoch) }
 
 // acquired ends every successful Acquire, on the acquiring goroutine: it
 // reports the acquire (which waited for waited) and, with LeakThreshold,
 // records the acquirer's stack. It passes client and err through.
 func (p *Pool) acquired(c *conn, err error, waited time.Duration) (*conn, error) {
-	if err != nil {
-		return nil, err
+	if err == nil && p.timed() {
+		p.reportAcquire(c, waited)
 	}
+	return c, err
+}
+
+// reportAcquire is acquired's work when checkouts are timed.
+func (p *Pool) reportAcquire(c *conn, waited time.Duration) {
 	if os := p.obs.Load(); os != nil {
 		os.emit(Event{Kind: EventAcquire, Duration: waited})
 	}
 	if p.cfg.LeakThreshold > 0 {
 		p.recordAcquirer(c)
 	}
-	return c, nil
 }
 
 // checkin is what put learns under the lock about a client coming back,
@@ -193,6 +204,13 @@ func (p *Pool) checkinLocked(c *conn, now time.Duration) checkin {
 
 // returned reports a client that came back by Release or Discard.
 func (p *Pool) returned(ci checkin) {
+	if ci.held >= 0 || ci.leaked != "" {
+		p.reportRelease(ci)
+	}
+}
+
+// reportRelease is returned's work for a timed or leaked checkout.
+func (p *Pool) reportRelease(ci checkin) {
 	if ci.held >= 0 {
 		p.emit(Event{Kind: EventRelease, Duration: ci.held})
 	}

@@ -136,7 +136,7 @@ type conn struct {
 // expiredLocked reports whether c is past its MaxLifetime, and marks it so.
 // It reads the clock only when MaxLifetime is set.
 func (p *Pool) expiredLocked(c *conn) bool {
-	if !c.expired && c.expiresAt != 0 && time.Since(p.epoch) >= c.expiresAt {
+	if !c.expired && c.expiresAt != 0 && p.since() >= c.expiresAt {
 		c.expired = true
 	}
 	return c.expired
@@ -417,6 +417,14 @@ func (p *Pool) takeIdleLocked(c *conn, now time.Duration) (*conn, error) {
 // freshLocked returns c, an idle client the caller took from p.idle, or
 // its replacement if Reset retired it or it is past its MaxLifetime.
 func (p *Pool) freshLocked(c *conn) *conn {
+	if c.gen == p.gen && c.expiresAt == 0 {
+		return c // the common case, kept small enough to inline
+	}
+	return p.renewedLocked(c)
+}
+
+// renewedLocked is freshLocked for a client that may be retired.
+func (p *Pool) renewedLocked(c *conn) *conn {
 	switch {
 	case c.gen != p.gen:
 		p.counts.resetClosed++
