@@ -261,14 +261,7 @@ func newService(t *testing.T, url string, cfg supapool.Config) *supapool.PooledS
 	if cfg.RetryDelay == 0 {
 		cfg.RetryDelay = time.Millisecond
 	}
-	p, err := supapool.New(url, testKey, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, p.Close(ctx))
-	})
-	return supapool.NewPooledService(p)
+	return supapool.NewPooledService(newPoolAt(t, url, cfg))
 }
 
 func read(ctx context.Context, c *supabase.Client) error {
