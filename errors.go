@@ -137,6 +137,7 @@ type Error struct {
 	permanent bool // the failure will recur on every attempt (see permanent)
 	ctxEnded  bool // the request's ctx had ended when it failed: the caller's doing
 
+	noSQLState    bool   // PostgREST's body said "code": "": see lostDatabase
 	clientText    string // the error text postgrest-go builds from this response; "" when unknown
 	clientTextCut bool   // clientText is only the start of that text (a body over maxErrorBody)
 }
@@ -316,7 +317,19 @@ func isTransient(e *Error) bool {
 	case 502, 504:
 		return e.Code == ""
 	}
-	return false
+	return e.lostDatabase()
+}
+
+// lostDatabase reports whether PostgREST answered that the database failed
+// without saying how: an error body with an empty "code" and message.
+// PostgREST maps a SQLSTATE to an HTTP status and falls back to 400 for one
+// it does not know; a statement cut off by its connection to PostgreSQL
+// dropping (a server shutting down or restarting) reaches it with no
+// SQLSTATE at all, and comes back as 400 {"code":"","message":""}. Observed
+// on the real stack with a read replica restarting under load. A request
+// that is wrong gets a code.
+func (e *Error) lostDatabase() bool {
+	return e.Status == 400 && e.noSQLState && e.Message == ""
 }
 
 // statementNeverRan reports whether the failure proves that the server did

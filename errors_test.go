@@ -70,3 +70,29 @@ func TestPermanentTransportFailures(t *testing.T) {
 		}
 	}
 }
+
+// TestLostDatabaseIsTransient: PostgREST answers 400 with an empty code
+// and message when the statement's database connection dropped (seen with
+// a replica restarting): a read is retried, a write is not (it may have
+// run), and a 400 with a code stays the caller's error.
+func TestLostDatabaseIsTransient(t *testing.T) {
+	f := newFakeREST(t, lostDB, ok200)
+	s := newService(t, f.URL, supapool.Config{MaxRetries: 2})
+	require.NoError(t, s.WithRetry(context.Background(), read))
+	assert.Equal(t, 2, f.count(), "the read was retried")
+
+	f = newFakeREST(t, lostDB, successPost)
+	s = newService(t, f.URL, supapool.Config{MaxRetries: 2})
+	err := s.WithRetry(context.Background(), insert)
+	var e *supapool.Error
+	require.ErrorAs(t, err, &e)
+	assert.True(t, supapool.IsTransient(err))
+	assert.False(t, e.NeverRan())
+	assert.Equal(t, 1, f.count(), "the write may have run: not repeated")
+
+	f = newFakeREST(t, undefCol)
+	s = newService(t, f.URL, supapool.Config{MaxRetries: 2})
+	err = s.WithRetry(context.Background(), read)
+	assert.False(t, supapool.IsTransient(err))
+	assert.Equal(t, 1, f.count())
+}

@@ -173,6 +173,7 @@ var (
 	noAuthJWT   = reply{status: 401, body: `{"code":"PGRST301","message":"JWT expired"}`}
 	missingTbl  = reply{status: 404, body: `{"code":"42P01","message":"relation \"public.nope\" does not exist"}`}
 	successPost = reply{status: 201, body: `[{"id":1}]`}
+	lostDB      = reply{status: 400, body: `{"code":"","details":null,"hint":null,"message":""}`} // PostgREST when the database connection dropped mid-statement
 	hung        = reply{hang: true}
 	cut200      = reply{status: 200, body: `[{"id":1},{"id":`, cut: true}
 	// hugeError is a PostgREST error whose body is far beyond any bound a

@@ -1,6 +1,7 @@
 package supapool
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -268,7 +269,7 @@ func (e *endpoint) send(req *http.Request, failover bool) (*http.Response, error
 		attempt.handTo(outer)
 		return nil, err
 	case resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable ||
-		resp.StatusCode == http.StatusGatewayTimeout:
+		resp.StatusCode == http.StatusGatewayTimeout || failover && lostDatabase(resp):
 		e.fail()
 		if failover {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
@@ -401,4 +402,23 @@ func (e *endpoint) attemptReport(out **http.Request, failover bool) (outer, atte
 	attempt = &breakerReport{}
 	*out = (*out).WithContext(context.WithValue((*out).Context(), breakerReportKey{}, attempt))
 	return outer, attempt
+}
+
+// lostDatabase reports whether resp, a 400, is PostgREST's answer for a
+// statement whose database connection dropped (see Error.lostDatabase): a
+// replica in that state is as unwell as one answering 503. It reads at
+// most maxErrorBody of the body and leaves resp.Body whole for the caller.
+func lostDatabase(resp *http.Response) bool {
+	if resp.StatusCode != http.StatusBadRequest {
+		return false
+	}
+	prefix, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	var rest io.Reader = resp.Body
+	if err != nil {
+		rest = errReader{err}
+	}
+	resp.Body = readCloser{io.MultiReader(bytes.NewReader(prefix), rest), resp.Body}
+	e := Error{Status: resp.StatusCode}
+	parseErrorBody(prefix, &e)
+	return e.lostDatabase()
 }

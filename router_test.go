@@ -310,7 +310,7 @@ func TestReplicaFailover(t *testing.T) {
 // 504 is ejected and the read goes to the primary; other errors are the
 // caller's.
 func TestReplicaFailoverOnGatewayErrors(t *testing.T) {
-	for _, rep := range []reply{gateway502, pgrst000, gateway504, pgrst003} {
+	for _, rep := range []reply{gateway502, pgrst000, gateway504, pgrst003, lostDB} {
 		primary := newEndpointServer(t, "primary", false)
 		replica := newEndpointServer(t, "replica", false)
 		replica.fail.Store(&rep)

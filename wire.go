@@ -267,6 +267,7 @@ func parseErrorBody(prefix []byte, fail *Error) {
 		switch {
 		case strings.EqualFold(key, "code"):
 			err = dec.Decode(&fail.Code)
+			fail.noSQLState = err == nil && fail.Code == ""
 		case strings.EqualFold(key, "message"):
 			err = dec.Decode(&fail.Message)
 		case strings.EqualFold(key, "details"):
