@@ -7,7 +7,7 @@ require (
 	github.com/prometheus/client_model v0.6.3
 	github.com/stretchr/testify v1.12.1
 	github.com/supabase-community/supabase-go v0.0.4
-	github.com/supapool/supapool v0.0.0-20261125232514-e56d9566fedc
+	github.com/supapool/supapool v0.0.0-20261125233142-0178735b729c
 	go.uber.org/goleak v1.3.0
 )
 
