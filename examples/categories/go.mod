@@ -8,7 +8,7 @@ require (
 	github.com/supabase-community/postgrest-go v0.0.12
 	github.com/supabase-community/supabase-go v0.0.4
 	github.com/supapool/supapool v0.0.0-20261125233142-0178735b729c
-	github.com/supapool/supapool/prometheus v0.0.0-20261125232525-054a7e3d5fd7
+	github.com/supapool/supapool/prometheus v0.0.0-20261125233154-cb7707f19c44
 	go.uber.org/goleak v1.3.0
 )
 
