@@ -20,10 +20,12 @@ func wrapTransport(cfg Config, base http.RoundTripper) (http.RoundTripper, error
 }
 
 // observeTransport is the layer of the pool's request path that reports
-// each request to the pool's observers (EventRequest). It sits between the
-// clients' own layer (poolTransport) and the transport that carries the
-// requests (after Config.WrapTransport), so it sees the request as sent,
-// once per round trip, and costs one atomic load when nothing is attached.
+// each request to the pool's observers (EventRequest). It sits between each
+// client's own transport (checkout.go) and the rest of the path (the router
+// with read replicas, the endpoint's breaker, and the transport that
+// carries the requests, after Config.WrapTransport), so it sees the request
+// as the client sent it, once per round trip whatever the router did, and
+// costs one atomic load when nothing is attached.
 type observeTransport struct {
 	p    *Pool
 	base http.RoundTripper
