@@ -2,7 +2,6 @@ package supapool_test
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -118,7 +117,7 @@ func run(b *testing.B, g int, op func()) {
 	}
 	procs := runtime.GOMAXPROCS(0)
 	if g%procs != 0 {
-		b.Fatal(fmt.Sprintf("%d goroutines is not a multiple of GOMAXPROCS=%d", g, procs))
+		b.Fatalf("%d goroutines is not a multiple of GOMAXPROCS=%d", g, procs)
 	}
 	b.SetParallelism(g / procs)
 	b.RunParallel(func(pb *testing.PB) {

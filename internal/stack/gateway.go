@@ -170,9 +170,6 @@ func (g *gateway) serve(lns []net.Listener) {
 	}
 }
 
-// running reports whether the gateway serves.
-func (g *gateway) running() bool { return g.servers != nil }
-
 // stop closes the gateway's listeners and connections: idle ones at once,
 // busy ones when their request is done or, at the latest, after grace. It
 // returns when the gateway has stopped serving and every connection's
