@@ -89,6 +89,7 @@
 // Read pool.go first; each other file owns one concern:
 //
 //	pool.go         Pool, New, Acquire, Release, Discard, Close, Stats; the waiter queue
+//	idle.go         the idle clients: a ring, newest taken first, oldest reaped first
 //	pool_config.go  Config, its presets, Validate and the defaults
 //	pool_stats.go   Stats, the snapshot and its identities
 //	reaper.go       the background goroutine: idle shrinking and MaxLifetime

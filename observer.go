@@ -154,6 +154,18 @@ func (p *Pool) stamp() time.Duration {
 	return p.since()
 }
 
+// clockOutside is stamp for Acquire and Release, which call it before
+// taking mu: it also reads the clock when callers are waiting, since the
+// wait's bookkeeping will need the time (enqueueLocked, handOffLocked),
+// and a reading under mu would hold up every other caller. Without
+// waiters or anything timed, it returns -1, which costs no clock reading.
+func (p *Pool) clockOutside() time.Duration {
+	if !p.timed() && p.waitHint.Load() == 0 {
+		return -1
+	}
+	return p.since()
+}
+
 // timed reports whether checkouts are timed: an observer is attached, or
 // LeakThreshold is set. Small enough to inline into the hot path.
 func (p *Pool) timed() bool { return p.obs.Load() != nil || p.cfg.LeakThreshold > 0 }

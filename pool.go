@@ -46,20 +46,6 @@ type Pool struct {
 
 	breaker *breaker // the upstream's circuit breaker, a layer of rt (breaker.go); nil when disabled
 
-	// idle holds the idle clients, oldest first. Its capacity is at least
-	// the MaxConnections in force, so a send never blocks; SetMaxConnections
-	// replaces it (under mu, moving the clients) when it must grow, which is
-	// why it sits behind an atomic pointer: use idleCh. Sends happen with mu held,
-	// and only while no one waits: a client that comes back while Acquires
-	// wait goes to the longest waiter instead (see waiter). So idle is
-	// empty whenever anyone waits, and taking from it cannot overtake a
-	// waiter. Acquire's fast path receives without mu; a client it has
-	// taken but not yet checked out still counts as idle in the
-	// bookkeeping, so len(idle) <= total - active. With AdaptiveLimit
-	// (lim set), a client also goes to idle while callers wait if the
-	// limit holds them back (active >= limit); the fast path is off then,
-	// so idle is only touched under mu, and again no one overtakes a waiter.
-	idle       atomic.Pointer[chan *conn]
 	lim        *limiter      // AdaptiveLimit's (limit.go); nil without it. Read-only after New.
 	done       chan struct{} // closed by Close: the reaper stops
 	reaperDone chan struct{} // closed when the reaper has returned
@@ -80,17 +66,27 @@ type Pool struct {
 
 	mu sync.Mutex
 	// Guarded by mu.
-	max          int                        // the MaxConnections in force (SetMaxConnections changes it)
-	gen          int64                      // Reset's generation: a client of an older one is retired
-	conns        map[*supabase.Client]*conn // every client that exists
-	total        int                        // len(conns) plus clients being created
-	active       int                        // clients checked out
-	waiting      int                        // Acquire calls blocked in wait: the waiters in the queue
-	waitHead     *waiter                    // the queue of waiters, oldest first (a doubly linked list)
-	waitTail     *waiter                    // the newest waiter
-	waitTimer    *time.Timer                // runs expireWaiters; nil until first set
-	timerArmed   bool                       // waitTimer is set, or firing
-	lowIdle      int                        // fewest idle clients since the reaper's window began (see reaper)
+	max   int                        // the MaxConnections in force (SetMaxConnections changes it)
+	gen   int64                      // Reset's generation: a client of an older one is retired
+	conns map[*supabase.Client]*conn // every client that exists
+	// idle holds the idle clients (idle.go); Acquire takes the one most
+	// recently returned. Clients go
+	// there only while no one waits: a client that comes back while
+	// Acquires wait goes to the longest waiter instead (see waiter). So
+	// idle is empty whenever anyone waits, and taking from it cannot
+	// overtake a waiter. With AdaptiveLimit, a client also goes to idle
+	// while callers wait if the limit holds them back (active >= limit),
+	// and Acquire takes from idle only when no one waits.
+	idle         idleList
+	total        int          // len(conns) plus clients being created
+	active       int          // clients checked out
+	waiting      int          // Acquire calls blocked in wait: the waiters in the queue
+	waitHint     atomic.Int32 // waiting, written under mu and read without it (see clockOutside)
+	waitHead     *waiter      // the queue of waiters, oldest first (a doubly linked list)
+	waitTail     *waiter      // the newest waiter
+	waitTimer    *time.Timer  // runs expireWaiters; nil until first set
+	timerArmed   bool         // waitTimer is set, or firing
+	lowIdle      int          // fewest idle clients since the reaper's window began (see reaper)
 	closed       bool
 	drainedShut  bool              // drained has been closed
 	retired      []*http.Transport // own transports replaced by Reset or SetMaxConnections, still in use (resize.go)
@@ -169,8 +165,7 @@ func New(url, key string, cfg Config) (*Pool, error) {
 	if cfg.AdaptiveLimit {
 		p.lim = newLimiter(cfg.MinConnections, cfg.MaxConnections, p.limitRaised)
 	}
-	idle := make(chan *conn, cfg.MaxConnections)
-	p.idle.Store(&idle)
+	p.idle = newIdleList(cfg.MaxConnections)
 	base := cfg.Transport
 	if base == nil {
 		p.own = newOwnTransport(cfg)
@@ -198,7 +193,7 @@ func New(url, key string, cfg Config) (*Pool, error) {
 	}
 	p.mu.Lock()
 	for p.total < cfg.MinConnections {
-		idle <- p.newConnLocked()
+		p.idle.push(p.newConnLocked())
 	}
 	p.lowIdle = p.total
 	p.mu.Unlock()
@@ -332,37 +327,22 @@ func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, acquireEnded(err)
 	}
-	// Fast path: take an idle client first and lock mu only for the
-	// bookkeeping, which keeps the channel operation out of the critical
-	// section. Not with AdaptiveLimit: its limit is checked under mu.
-	if p.lim == nil {
-		select {
-		case c := <-p.idleCh():
-			now := p.stamp() // outside the lock
-			p.mu.Lock()
-			client, err := p.takeIdleLocked(c, now)
-			p.mu.Unlock()
-			return p.acquired(client, err, 0)
-		default:
-		}
-	}
+	now := p.clockOutside()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil, ErrPoolClosed
 	}
-	// With AdaptiveLimit, only below the limit and behind no one.
+	// The fast path: an idle client. While others wait, idle is empty
+	// (they came first), except with AdaptiveLimit, which admits a caller
+	// only below the limit and behind no one.
 	admit := p.lim == nil || p.waiting == 0 && p.active < p.limitLocked()
-	// A client may have come back since the fast path looked; it must be
-	// taken now, before this Acquire would queue beside it. (While others
-	// wait, idle is empty: they came first.)
-	if admit && p.waiting == 0 {
-		select {
-		case c := <-p.idleCh():
-			client, err := p.takeIdleLocked(c, p.stamp())
+	if admit {
+		if c := p.idle.pop(); c != nil {
+			c = p.freshLocked(c)
+			p.checkoutLocked(c, now)
 			p.mu.Unlock()
-			return p.acquired(client, err, 0)
-		default:
+			return p.acquired(c, nil, 0)
 		}
 	}
 	if admit && p.total < p.max {
@@ -389,7 +369,7 @@ func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 		return nil, err
 	}
 	w := p.getWaiter()
-	p.enqueueLocked(w)
+	p.enqueueLocked(w, now)
 	p.mu.Unlock()
 	return p.wait(ctx, w)
 }
@@ -398,20 +378,6 @@ func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 // that matches ctx's.
 func acquireEnded(ctxErr error) error {
 	return fmt.Errorf("supapool: acquire: %w", ctxErr)
-}
-
-// takeIdleLocked checks out c, which the caller received from p.idle,
-// replacing it first if it is past its MaxLifetime or retired by Reset;
-// now is p.stamp().
-func (p *Pool) takeIdleLocked(c *conn, now time.Duration) (*conn, error) {
-	if p.closed {
-		// Close drained p.idle while the fast path held c.
-		p.destroyLocked(c, ClosePool)
-		return nil, ErrPoolClosed
-	}
-	c = p.freshLocked(c)
-	p.checkoutLocked(c, now)
-	return c, nil
 }
 
 // freshLocked returns c, an idle client the caller took from p.idle, or
@@ -466,9 +432,13 @@ func (p *Pool) getWaiter() *waiter {
 }
 
 // enqueueLocked puts w at the tail of the queue and, if the wait timer is
-// not set, sets it for w's deadline.
-func (p *Pool) enqueueLocked(w *waiter) {
-	w.start = time.Since(p.epoch)
+// not set, sets it for w's deadline. now is when the wait began, or -1 if
+// the caller did not read the clock (see clockOutside).
+func (p *Pool) enqueueLocked(w *waiter, now time.Duration) {
+	if now < 0 {
+		now = p.since()
+	}
+	w.start = now
 	w.queued = true
 	w.prev, w.next = p.waitTail, nil
 	if p.waitTail != nil {
@@ -478,6 +448,7 @@ func (p *Pool) enqueueLocked(w *waiter) {
 	}
 	p.waitTail = w
 	p.waiting++
+	p.waitHint.Store(int32(p.waiting))
 	p.counts.waits++
 	if !p.timerArmed {
 		p.armTimerLocked(p.cfg.AcquireTimeout)
@@ -499,7 +470,8 @@ func (p *Pool) unqueueLocked(w *waiter, now time.Duration) time.Duration {
 	}
 	w.prev, w.next, w.queued = nil, nil, false
 	p.waiting--
-	waited := now - w.start
+	p.waitHint.Store(int32(p.waiting))
+	waited := max(now-w.start, 0) // either reading may have been taken before mu (clockOutside)
 	p.waitDuration += waited
 	w.waited = waited
 	return waited
@@ -510,14 +482,17 @@ func (p *Pool) unqueueLocked(w *waiter, now time.Duration) time.Duration {
 // that waiter, to which the caller must then send c (w.ready <- c),
 // preferably after unlocking mu, since waking a goroutine takes a while.
 // With no one waiting, or the adaptive limit reached, it puts c in p.idle
-// and returns nil.
-func (p *Pool) handOffLocked(c *conn) *waiter {
+// and returns nil. now is the time, or -1 if the caller did not read the
+// clock (see clockOutside).
+func (p *Pool) handOffLocked(c *conn, now time.Duration) *waiter {
 	w := p.waitHead
 	if w == nil || p.lim != nil && p.active >= p.limitLocked() {
-		p.idleCh() <- c
+		p.idle.push(c)
 		return nil
 	}
-	now := time.Since(p.epoch)
+	if now < 0 {
+		now = p.since()
+	}
 	p.unqueueLocked(w, now)
 	p.checkoutLocked(c, now)
 	return w
@@ -595,9 +570,6 @@ func (p *Pool) expireWaiters() {
 	}
 }
 
-// idleCh returns the channel of idle clients in force.
-func (p *Pool) idleCh() chan *conn { return *p.idle.Load() }
-
 // checkoutLocked marks c as checked out at now (see stamp).
 func (p *Pool) checkoutLocked(c *conn, now time.Duration) {
 	c.active = true
@@ -647,17 +619,16 @@ func (p *Pool) destroyLocked(c *conn, reason CloseReason) {
 // or the maximum raised. It wakes them with mu held: that is rare enough.
 func (p *Pool) serveLocked() {
 	for p.waitHead != nil && p.active < p.limitLocked() && p.total <= p.max {
-		var c *conn
-		select {
-		case c = <-p.idleCh():
+		c := p.idle.pop()
+		switch {
+		case c != nil:
 			c = p.freshLocked(c)
+		case p.total == p.max:
+			return
 		default:
-			if p.total == p.max {
-				return
-			}
 			c = p.newConnLocked()
 		}
-		w := p.handOffLocked(c)
+		w := p.handOffLocked(c, -1)
 		if w == nil {
 			return // the adaptive limit fell meanwhile: c went to idle
 		}
@@ -694,7 +665,7 @@ func (p *Pool) put(client *supabase.Client, discard bool) error {
 	if c == nil {
 		return ErrUnknownClient
 	}
-	now := p.stamp()
+	now := p.clockOutside()
 	p.mu.Lock()
 	c.active = false
 	p.active--
@@ -714,7 +685,7 @@ func (p *Pool) put(client *supabase.Client, discard bool) error {
 			p.destroyLocked(c, CloseReset)
 		} else {
 			handed = p.renewLocked(c, CloseReset) // the pool keeps MinConnections
-			w = p.handOffLocked(handed)
+			w = p.handOffLocked(handed, now)
 		}
 	case p.total > p.max:
 		p.counts.resizeClosed++
@@ -723,7 +694,7 @@ func (p *Pool) put(client *supabase.Client, discard bool) error {
 		p.counts.lifetimeClosed++
 		p.destroyLocked(c, CloseLifetime)
 	default:
-		w = p.handOffLocked(handed)
+		w = p.handOffLocked(handed, now)
 	}
 	var retired []*http.Transport
 	if p.retired != nil {
@@ -803,14 +774,8 @@ func (p *Pool) Close(ctx context.Context) error {
 			w.err = ErrPoolClosed
 			w.ready <- nil
 		}
-	drain:
-		for {
-			select {
-			case c := <-p.idleCh():
-				p.destroyLocked(c, ClosePool)
-			default:
-				break drain
-			}
+		for c := p.idle.pop(); c != nil; c = p.idle.pop() {
+			p.destroyLocked(c, ClosePool)
 		}
 		p.signalDrainedLocked()
 	}

@@ -17,18 +17,17 @@ func (p *Pool) reapInterval() time.Duration {
 // shrinks the pool back towards MinConnections and retires clients past
 // MaxLifetime, waking every reapInterval.
 //
-// It cannot judge idleness by each client's last use: idle clients sit in
-// a channel and are handed out in turn, so under light steady load (one
-// request at a time) every client is touched within any IdleTimeout and
-// none would ever look idle. Instead the pool tracks the low-water mark of
-// its idle count, Pool.lowIdle, over a window of IdleTimeout: pool.go
-// lowers it whenever a client is checked out or destroyed, and the reaper
-// resets it when a window ends. If at least k clients were idle at every
-// moment of the window, k clients were surplus for the whole of it,
-// whichever clients that was. At the end of a window the reaper closes
-// that many (but never below MinConnections), taking the ones idle longest
-// (the head of the channel), and a new window begins. A surplus is thus
-// closed between one and two IdleTimeouts after it appears.
+// It does not judge idleness by each client's last use. Instead the pool
+// tracks the low-water mark of its idle count, Pool.lowIdle, over a window
+// of IdleTimeout: pool.go lowers it whenever a client is checked out or
+// destroyed, and the reaper resets it when a window ends. If at least k
+// clients were idle at every moment of the window, k clients were surplus
+// for the whole of it, whichever clients that was. At the end of a window
+// the reaper closes that many (but never below MinConnections), taking the
+// ones that came back longest ago (the old end of the idle list: Acquire
+// takes from the new end, so under light load these are the ones no one
+// has needed), and a new window begins. A surplus is thus closed between
+// one and two IdleTimeouts after it appears.
 //
 // For MaxLifetime the reaper marks clients past their end of life
 // (conn.expired) and closes the idle ones; pool.go also checks the
@@ -55,7 +54,7 @@ func (p *Pool) reaper() {
 
 // reap marks expired clients, closes idle ones that are expired or (at the
 // end of a window) surplus, and refills to MinConnections. It holds mu
-// throughout; it does no I/O, and only non-blocking channel operations.
+// throughout; it does no I/O and never blocks.
 func (p *Pool) reap(endWindow bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -73,15 +72,10 @@ func (p *Pool) reap(endWindow bool) {
 	}
 	// One pass over the idle clients, oldest first; keepers go back in
 	// the same order.
-	idle := p.idleCh()
-	for n := len(idle); n > 0; n-- {
-		var c *conn
-		select {
-		case c = <-idle:
-		default:
-		}
+	for n := p.idle.len(); n > 0; n-- {
+		c := p.idle.popOldest()
 		if c == nil {
-			break
+			break // a destroy below served a waiter from idle
 		}
 		switch {
 		case c.expired:
@@ -92,12 +86,12 @@ func (p *Pool) reap(endWindow bool) {
 			p.counts.idleClosed++
 			p.destroyLocked(c, CloseIdle)
 		default:
-			idle <- c
+			p.idle.push(c)
 		}
 	}
 	for p.total < p.cfg.MinConnections {
 		c := p.newConnLocked()
-		if w := p.handOffLocked(c); w != nil {
+		if w := p.handOffLocked(c, -1); w != nil {
 			w.ready <- c // not expected: waiters imply MaxConnections clients
 		}
 	}

@@ -23,16 +23,9 @@ func (p *Pool) Reset() {
 	}
 	p.counts.resets++
 	p.gen++
-	idle := p.idleCh()
-drain:
-	for {
-		select {
-		case c := <-idle:
-			p.counts.resetClosed++
-			p.destroyLocked(c, CloseReset)
-		default:
-			break drain
-		}
+	for c := p.idle.pop(); c != nil; c = p.idle.pop() {
+		p.counts.resetClosed++
+		p.destroyLocked(c, CloseReset)
 	}
 	closeNow := p.replaceTransportLocked(p.max)
 	p.refillLocked()
@@ -72,33 +65,14 @@ func (p *Pool) SetMaxConnections(n int) error {
 	}
 	p.max = n
 	p.lim.setMax(n)
-	idle := p.idleCh()
-	if n > cap(idle) {
-		// The idle channel must hold every client: replace it. A fast-path
-		// Acquire that loaded the old one may still take a client from it,
-		// which is as if it had been moved.
-		bigger := make(chan *conn, n)
-	move:
-		for {
-			select {
-			case c := <-idle:
-				bigger <- c
-			default:
-				break move
-			}
-		}
-		p.idle.Store(&bigger)
-		idle = bigger
-	}
+	p.idle.grow(n) // idle must have room for every client
 	for p.total > n {
-		select {
-		case c := <-idle:
-			p.counts.resizeClosed++
-			p.destroyLocked(c, CloseResize)
-			continue
-		default:
+		c := p.idle.popOldest() // the least recently used first
+		if c == nil {
+			break // the rest is in use: destroyed as it comes back
 		}
-		break // the rest is in use: destroyed as it comes back
+		p.counts.resizeClosed++
+		p.destroyLocked(c, CloseResize)
 	}
 	p.serveLocked() // growing: serve the waiters with new clients
 	closeNow := p.replaceTransportLocked(n)
@@ -114,7 +88,7 @@ func (p *Pool) SetMaxConnections(n int) error {
 func (p *Pool) refillLocked() {
 	for p.total < p.cfg.MinConnections {
 		c := p.newConnLocked()
-		if w := p.handOffLocked(c); w != nil {
+		if w := p.handOffLocked(c, -1); w != nil {
 			w.ready <- c // rare enough to wake the waiter with mu held
 		}
 	}
