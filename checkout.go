@@ -175,18 +175,16 @@ func (p *Pool) bindChecked(c *conn, ctx context.Context, rec *wireRecord, closur
 	c.bound.Store(b)
 }
 
-// unbind ends the checkout of client, a client of p: from now on its
-// transport refuses to send, and so do its Storage and Functions clients
-// (see released). It takes no lock: the client's own transport leads to its
-// conn, and swapping the binding to nil lets exactly one Release or Discard
-// of a checkout through. It returns nil for a client that is not checked
-// out from p (nil, another pool's, released already, or one whose Acquire
-// has not returned yet), and reports whether the holder changed the
-// client's auth state (UpdateAuthSession, SignIn*, or by assigning Auth,
-// Storage or Functions), in which case c must not be reused.
-func (p *Pool) unbind(client *supabase.Client) (c *conn, changed bool) {
+// checkedOut returns the conn of client, a client of p, and its binding;
+// nil for a client that is not checked out from p (nil, another pool's,
+// released already, or one whose Acquire has not returned yet). It takes
+// no lock: the client's own transport leads to its conn. changed reports
+// whether the holder changed the client's auth state (UpdateAuthSession,
+// SignIn*, or by assigning Auth, Storage or Functions), in which case c
+// must not be reused.
+func (p *Pool) checkedOut(client *supabase.Client) (c *conn, b *checkout, changed bool) {
 	if client == nil {
-		return nil, false
+		return nil, nil, false
 	}
 	if rt, err := clientpatch.Transport(client); err == nil {
 		if ct, ok := rt.(*clientTransport); ok && ct.p == p {
@@ -199,19 +197,30 @@ func (p *Pool) unbind(client *supabase.Client) (c *conn, changed bool) {
 		p.mu.Unlock()
 	}
 	if c == nil {
-		return nil, false
+		return nil, nil, false
 	}
-	b := c.bound.Swap(nil)
+	b = c.bound.Load()
 	if b == nil {
-		return nil, false
+		return nil, nil, false
 	}
 	wantStorage, wantFunctions := c.storage, c.functions
 	if b.storage != nil {
 		wantStorage, wantFunctions = b.storage, b.functions
 	}
 	changed = client.Auth != c.auth || client.Storage != wantStorage || client.Functions != wantFunctions
-	client.Storage, client.Functions = released.storage, released.functions
-	return c, changed
+	return c, b, changed
+}
+
+// unbind ends c's checkout: from now on its transport refuses to send, and
+// so do its Storage and Functions clients (see released). Swapping the
+// binding to nil lets exactly one Release or Discard of a checkout
+// through: unbind reports false if another came first.
+func unbind(c *conn) bool {
+	if c.bound.Swap(nil) == nil {
+		return false
+	}
+	c.client.Storage, c.client.Functions = released.storage, released.functions
+	return true
 }
 
 // released holds the Storage and Functions clients of every client that is

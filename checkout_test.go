@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -244,4 +245,69 @@ func TestChangedStorageIsNotReused(t *testing.T) {
 	require.NoError(t, p.Release(c))
 	assert.EqualValues(t, 1, p.Stats().Discarded)
 	assert.NotNil(t, mine)
+}
+
+// TestHandOffSpeaksForTheWaiter: a client released while an Acquire waits
+// goes straight to the waiter, and from then on speaks for the waiter,
+// whoever held it before: a checkout with the pool's key may pass its
+// binding on to a waiter with the pool's key, a user's never. Once the
+// waiter releases it too, the idle client refuses to send.
+func TestHandOffSpeaksForTheWaiter(t *testing.T) {
+	ctxFor := func(who string) context.Context {
+		if who == "svc" {
+			return context.Background()
+		}
+		return supapool.WithAuthToken(context.Background(), "jwt-"+who)
+	}
+	for _, tc := range []struct{ holder, waiter string }{
+		{"svc", "svc"}, {"svc", "alice"}, {"alice", "svc"}, {"alice", "bob"},
+	} {
+		t.Run(tc.holder+"_to_"+tc.waiter, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				var sent []string // the principal of every request
+				p := newPool(t, supapool.Config{MaxConnections: 1, Transport: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					sent = append(sent, strings.Join(r.Header.Values("Authorization"), ", "))
+					return answer(http.StatusOK, "", `[]`), nil
+				})})
+				c, err := p.Acquire(context.Background())
+				require.NoError(t, err)
+				poolStorage := c.Storage
+				require.NoError(t, p.Release(c))
+
+				held, err := p.Acquire(ctxFor(tc.holder))
+				require.NoError(t, err)
+				heldStorage := held.Storage
+				got := make(chan *supabase.Client, 1)
+				go func() {
+					c, err := p.Acquire(ctxFor(tc.waiter))
+					assert.NoError(t, err)
+					got <- c
+				}()
+				synctest.Wait()
+				require.Equal(t, 1, p.Stats().WaitingForConnection)
+				require.NoError(t, p.Release(held))
+				c = <-got
+				require.Same(t, held, c, "the waiter got the released client")
+
+				_, _, err = c.From("t").Select("*", "", false).Execute()
+				require.NoError(t, err)
+				want := "Bearer jwt-" + tc.waiter
+				if tc.waiter == "svc" {
+					want = "Bearer " + testKey
+					assert.Same(t, poolStorage, c.Storage, "the pool's Storage client")
+				} else {
+					assert.NotSame(t, poolStorage, c.Storage, "a user's Storage client")
+					assert.NotSame(t, heldStorage, c.Storage, "not the holder's")
+				}
+				require.NoError(t, p.Release(c))
+				_, _, err = c.From("t").Select("*", "", false).Execute()
+				require.ErrorIs(t, err, supapool.ErrClientReleased)
+				assert.Equal(t, []string{want}, sent)
+				assert.EqualValues(t, 1, p.Stats().UseAfterRelease)
+			})
+		})
+	}
 }

@@ -160,7 +160,7 @@ func (p *Pool) stamp() time.Duration {
 // and a reading under mu would hold up every other caller. Without
 // waiters or anything timed, it returns -1, which costs no clock reading.
 func (p *Pool) clockOutside() time.Duration {
-	if !p.timed() && p.waitHint.Load() == 0 {
+	if !p.timed() && !p.waitHint.Load() {
 		return -1
 	}
 	return p.since()

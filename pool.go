@@ -78,15 +78,15 @@ type Pool struct {
 	// while callers wait if the limit holds them back (active >= limit),
 	// and Acquire takes from idle only when no one waits.
 	idle         idleList
-	total        int          // len(conns) plus clients being created
-	active       int          // clients checked out
-	waiting      int          // Acquire calls blocked in wait: the waiters in the queue
-	waitHint     atomic.Int32 // waiting, written under mu and read without it (see clockOutside)
-	waitHead     *waiter      // the queue of waiters, oldest first (a doubly linked list)
-	waitTail     *waiter      // the newest waiter
-	waitTimer    *time.Timer  // runs expireWaiters; nil until first set
-	timerArmed   bool         // waitTimer is set, or firing
-	lowIdle      int          // fewest idle clients since the reaper's window began (see reaper)
+	total        int         // len(conns) plus clients being created
+	active       int         // clients checked out
+	waiting      int         // Acquire calls blocked in wait: the waiters in the queue
+	waitHint     atomic.Bool // waiting > 0, written under mu and read without it (see clockOutside)
+	waitHead     *waiter     // the queue of waiters, oldest first (a doubly linked list)
+	waitTail     *waiter     // the newest waiter
+	waitTimer    *time.Timer // runs expireWaiters; nil until first set
+	timerArmed   bool        // waitTimer is set, or firing
+	lowIdle      int         // fewest idle clients since the reaper's window began (see reaper)
 	closed       bool
 	drainedShut  bool              // drained has been closed
 	retired      []*http.Transport // own transports replaced by Reset or SetMaxConnections, still in use (resize.go)
@@ -314,16 +314,21 @@ func (p *Pool) newConn() *conn {
 // is fine. The caller must give the client back with Release, or Discard
 // it; a client used after that refuses to send (ErrClientReleased).
 func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
-	c, err := p.acquire(ctx)
+	plain := p.router == nil && authTokenFrom(ctx) == nil
+	c, err := p.acquire(ctx, plain)
 	if err != nil {
 		return nil, err
 	}
-	p.bind(c, ctx, nil, nil)
+	if !plain || c.bound.Load() != &c.plain { // else it was handed over bound (see put)
+		p.bind(c, ctx, nil, nil)
+	}
 	return c.client, nil
 }
 
 // acquire is Acquire without the binding: it returns the checked-out conn.
-func (p *Pool) acquire(ctx context.Context) (*conn, error) {
+// plain says that the caller will bind it with the pool's key and no
+// closure, so that a client released with that binding may come bound.
+func (p *Pool) acquire(ctx context.Context, plain bool) (*conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, acquireEnded(err)
 	}
@@ -369,6 +374,7 @@ func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 		return nil, err
 	}
 	w := p.getWaiter()
+	w.plain = plain
 	p.enqueueLocked(w, now)
 	p.mu.Unlock()
 	return p.wait(ctx, w)
@@ -421,6 +427,7 @@ type waiter struct {
 	waited     time.Duration // how long it waited, once off the queue; read like err
 	prev, next *waiter       // neighbours in the queue
 	queued     bool          // in the queue
+	plain      bool          // the waiter's checkout will have the pool's key and no closure (see acquire)
 	err        error         // why the wait failed, with a nil value on ready
 }
 
@@ -448,7 +455,9 @@ func (p *Pool) enqueueLocked(w *waiter, now time.Duration) {
 	}
 	p.waitTail = w
 	p.waiting++
-	p.waitHint.Store(int32(p.waiting))
+	if p.waiting == 1 {
+		p.waitHint.Store(true)
+	}
 	p.counts.waits++
 	if !p.timerArmed {
 		p.armTimerLocked(p.cfg.AcquireTimeout)
@@ -470,7 +479,9 @@ func (p *Pool) unqueueLocked(w *waiter, now time.Duration) time.Duration {
 	}
 	w.prev, w.next, w.queued = nil, nil, false
 	p.waiting--
-	p.waitHint.Store(int32(p.waiting))
+	if p.waiting == 0 {
+		p.waitHint.Store(false)
+	}
 	waited := max(now-w.start, 0) // either reading may have been taken before mu (clockOutside)
 	p.waitDuration += waited
 	w.waited = waited
@@ -647,8 +658,10 @@ func (p *Pool) signalDrainedLocked() {
 // unless the pool is closed, the client is past its MaxLifetime, or its
 // auth state was changed (UpdateAuthSession, SignIn*, or by assigning its
 // Auth, Storage or Functions): then it is destroyed (the last case counts
-// in Stats.Discarded). From Release on, the client refuses to send: a
-// caller that kept it gets ErrClientReleased from every request. Release
+// in Stats.Discarded). From Release on, the client refuses to send until
+// it is checked out again: a caller that kept it gets ErrClientReleased
+// from every request while the client is idle, and speaks for its next
+// holder after that (keep clients inside closures). Release
 // returns ErrUnknownClient, and changes nothing, for a client that is not
 // checked out from this pool (nil, foreign, or released already).
 func (p *Pool) Release(c *supabase.Client) error { return p.put(c, false) }
@@ -661,12 +674,25 @@ func (p *Pool) Release(c *supabase.Client) error { return p.put(c, false) }
 func (p *Pool) Discard(c *supabase.Client) error { return p.put(c, true) }
 
 func (p *Pool) put(client *supabase.Client, discard bool) error {
-	c, changed := p.unbind(client) // outside the lock, as is the clock
+	c, b, changed := p.checkedOut(client) // outside the lock, as is the clock
 	if c == nil {
 		return ErrUnknownClient
 	}
+	// A checkout with the pool's key may pass straight to a waiter that
+	// speaks for the pool's key too, binding and all (see Acquire): then
+	// only the bookkeeping changes hands, and the client's memory stays
+	// where it is. Whether it does is known only under the lock; unless it
+	// is likely (someone waits), end the checkout now, outside the lock.
+	keep := b == &c.plain && !discard && !changed && p.waitHint.Load()
+	if !keep && !unbind(c) {
+		return ErrUnknownClient // another Release or Discard came first
+	}
 	now := p.clockOutside()
 	p.mu.Lock()
+	if !c.active { // only with keep: another Release or Discard came first
+		p.mu.Unlock()
+		return ErrUnknownClient
+	}
 	c.active = false
 	p.active--
 	p.counts.released++
@@ -695,6 +721,9 @@ func (p *Pool) put(client *supabase.Client, discard bool) error {
 		p.destroyLocked(c, CloseLifetime)
 	default:
 		w = p.handOffLocked(handed, now)
+	}
+	if keep && (w == nil || handed != c || !w.plain) {
+		unbind(c) // it goes idle or away, or to a waiter that binds it: before anyone can take it
 	}
 	var retired []*http.Transport
 	if p.retired != nil {

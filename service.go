@@ -79,7 +79,7 @@ func (p *Pool) WithClient(ctx context.Context, fn func(ctx context.Context, c *s
 // record, release or discard. When fn's error is a failed request's, it
 // returns the record for WithRetry's decision, and nil otherwise.
 func (p *Pool) run(ctx context.Context, fn func(ctx context.Context, c *supabase.Client) error) (*wireRecord, error) {
-	c, err := p.acquire(ctx)
+	c, err := p.acquire(ctx, false)
 	if err != nil {
 		return nil, err
 	}
