@@ -25,7 +25,7 @@ example: setup
 
 # The pool benchmarks, side by side with puddle.
 bench:
-	go test -run '^$$' -bench Pool -benchmem -count 10 .
+	go test -run '^$$' -bench 'Pool|Clock' -benchmem -count 10 .
 
 setup:
 	./scripts/setup-stack.sh
