@@ -204,7 +204,9 @@ type checkin struct {
 // stamp).
 func (p *Pool) checkinLocked(c *conn, now time.Duration) checkin {
 	ci := checkin{held: -1}
-	if c.outAt >= 0 && now >= 0 {
+	// Checkouts are stamped with the time also when a wait needed it
+	// (clockOutside); report them only to someone who asked.
+	if c.outAt >= 0 && now >= 0 && p.timed() {
 		ci.held = now - c.outAt
 	}
 	if c.leak.reported {
