@@ -70,13 +70,13 @@ type Pool struct {
 	gen   int64                      // Reset's generation: a client of an older one is retired
 	conns map[*supabase.Client]*conn // every client that exists
 	// idle holds the idle clients (idle.go); Acquire takes the one most
-	// recently returned. Clients go
-	// there only while no one waits: a client that comes back while
-	// Acquires wait goes to the longest waiter instead (see waiter). So
-	// idle is empty whenever anyone waits, and taking from it cannot
-	// overtake a waiter. With AdaptiveLimit, a client also goes to idle
-	// while callers wait if the limit holds them back (active >= limit),
-	// and Acquire takes from idle only when no one waits.
+	// recently returned. Clients go there only while no one waits: a
+	// client that comes back while Acquires wait goes to the longest
+	// waiter instead (see waiter). So idle is empty whenever anyone
+	// waits, and taking from it cannot overtake a waiter. With
+	// AdaptiveLimit, a client also goes to idle while callers wait if the
+	// limit holds them back (active >= limit), and Acquire takes from
+	// idle only when no one waits.
 	idle         idleList
 	total        int         // len(conns) plus clients being created
 	active       int         // clients checked out
@@ -312,7 +312,8 @@ func (p *Pool) newConn() *conn {
 //	cancel()
 //
 // is fine. The caller must give the client back with Release, or Discard
-// it; a client used after that refuses to send (ErrClientReleased).
+// it; a client used after that refuses to send (ErrClientReleased) while
+// it is idle (see Release).
 func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
 	plain := p.router == nil && authTokenFrom(ctx) == nil
 	c, err := p.acquire(ctx, plain)
