@@ -1,5 +1,5 @@
-# The README's commands: `make test`, `make demo`, `make adaptive` and `make example`.
-.PHONY: test demo adaptive example bench setup check
+# The README's commands: `make test`, `make demo`, `make adaptive`, `make example`, `make bench` and `make bench-ab`.
+.PHONY: test demo adaptive example bench bench-ab setup check
 
 # Install PostgreSQL 15 and PostgREST 12 if missing, then vet and run every
 # test, the integration tests against the real stack included.
@@ -26,6 +26,11 @@ example: setup
 # The pool benchmarks, side by side with puddle.
 bench:
 	go test -run '^$$' -bench 'Pool|Clock' -benchmem -count 10 .
+
+# The README's benchmark table: each case in a process of its own, against
+# BASE (default: the commit before the checkout binding), alternating.
+bench-ab:
+	scripts/bench-ab.sh $(or $(BASE),ed775b3) $(or $(ROUNDS),20)
 
 setup:
 	./scripts/setup-stack.sh
