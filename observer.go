@@ -175,12 +175,12 @@ func (p *Pool) since() time.Duration { return time.Since(p.epoch) }
 
 // acquired ends every successful Acquire, on the acquiring goroutine: it
 // reports the acquire (which waited for waited) and, with LeakThreshold,
-// records the acquirer's stack. It passes client and err through.
-func (p *Pool) acquired(c *conn, err error, waited time.Duration) (*conn, error) {
-	if err == nil && p.timed() {
+// records the acquirer's stack. It passes c through.
+func (p *Pool) acquired(c *conn, waited time.Duration) *conn {
+	if p.timed() {
 		p.reportAcquire(c, waited)
 	}
-	return c, err
+	return c
 }
 
 // reportAcquire is acquired's work when checkouts are timed.

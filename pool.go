@@ -348,7 +348,7 @@ func (p *Pool) acquire(ctx context.Context, plain bool) (*conn, error) {
 			c = p.freshLocked(c)
 			p.checkoutLocked(c, now)
 			p.mu.Unlock()
-			return p.acquired(c, nil, 0)
+			return p.acquired(c, 0), nil
 		}
 	}
 	if admit && p.total < p.max {
@@ -366,7 +366,7 @@ func (p *Pool) acquire(ctx context.Context, plain bool) (*conn, error) {
 		c.gen = p.gen
 		p.conns[c.client] = c
 		p.mu.Unlock()
-		return p.acquired(c, nil, 0)
+		return p.acquired(c, 0), nil
 	}
 	if m := p.cfg.MaxWaiting; m > 0 && p.waiting >= m {
 		p.counts.rejected++
@@ -542,7 +542,7 @@ func (p *Pool) wait(ctx context.Context, w *waiter) (*conn, error) {
 	if c == nil {
 		return nil, err
 	}
-	return p.acquired(c, nil, waited)
+	return p.acquired(c, waited), nil
 }
 
 // armTimerLocked sets the wait timer to run expireWaiters after d.
