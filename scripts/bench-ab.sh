@@ -33,7 +33,6 @@ tar -C "$top" --exclude=./.git --exclude=./.tools --exclude=node_modules -cf - .
 build() {
 	local k i
 	for ((k = 0; k < layouts; k++)); do
-		rm -f "$1/a_layout_pad.go"
 		if ((k > 0)); then
 			{
 				printf 'package supapool\n\nvar layoutPadSink int\n\n//go:noinline\nfunc layoutPad(x int) {\n\tfor i := 0; i < x; i++ {\n'
