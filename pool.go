@@ -234,7 +234,30 @@ func validateEndpoint(rawURL, key string) error {
 		return fmt.Errorf("%w: url %q has a host that cannot be sent in a Host header; use letters, digits, '-' and '.' "+
 			"(the xn-- form for international names)", ErrInvalidConfig, u.Redacted())
 	}
+	if !validBasePath(rawURL, u) {
+		return fmt.Errorf("%w: url %q has a query, a fragment, or an escaped or control character in its path; "+
+			"pass the project URL alone, e.g. https://<project>.supabase.co (a path prefix such as /supabase is fine)",
+			ErrInvalidConfig, u.Redacted())
+	}
 	return nil
+}
+
+// validBasePath reports whether the clients can build their request URLs
+// on u. supabase-go appends "/rest/v1" (and the others) to the URL as a
+// string, so a query or fragment would swallow them; postgrest-go then
+// joins the decoded path with the table and parses it again, so an escape
+// in the path would be decoded twice (%00 becomes a NUL that no request
+// can carry, %3F a query, %2F another segment).
+func validBasePath(rawURL string, u *url.URL) bool {
+	if strings.ContainsAny(rawURL, "?#") || u.RawPath != "" {
+		return false
+	}
+	for i := 0; i < len(u.Path); i++ {
+		if c := u.Path[i]; c < 0x20 || c == 0x7f || c == '%' || c == '?' || c == '#' {
+			return false
+		}
+	}
+	return true
 }
 
 // isClosed reports whether Close has been called.

@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -564,6 +566,10 @@ func TestNewRejectsBadInputWithoutLeakingTheKey(t *testing.T) {
 		{"key with a leading space", "http://127.0.0.1:1", " " + testKey, supapool.DefaultConfig(), "key cannot be sent"},
 		{"key with DEL", "http://127.0.0.1:1", testKey + "\x7f", supapool.DefaultConfig(), "key cannot be sent"},
 		{"url host not sendable", `http://exa"mple.supabase.co`, testKey, supapool.DefaultConfig(), "host"},
+		{"url path with an escaped NUL", "http://127.0.0.1:1/%00", testKey, supapool.DefaultConfig(), "escaped or control character"},
+		{"url path with an escaped slash", "http://127.0.0.1:1/a%2Fb", testKey, supapool.DefaultConfig(), "escaped or control character"},
+		{"url with a query", "http://127.0.0.1:1?x=1", testKey, supapool.DefaultConfig(), "has a query"},
+		{"url with an empty fragment", "http://127.0.0.1:1#", testKey, supapool.DefaultConfig(), "a fragment"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -613,14 +619,16 @@ func FuzzNew(f *testing.F) {
 		{"http://host", testKey + "\n"}, {"http://host", " " + testKey}, {"http://host", testKey + "\r\nX: y"},
 		{"http://exa\"mple.com", testKey}, {"http://host:", testKey}, {"http://host?q=1", testKey}, {"http://host#f", testKey},
 		{"http://xn--nxasmq6b.example", testKey}, {"http://ünïcode.example", testKey}, {"ftp://host", testKey}, {"", ""},
+		{"http://0/%00", testKey}, {"http://host/a%2Fb", testKey}, {"http://host/%3Fq", testKey}, {"http://host/a%20b/", testKey},
+		{"http://host?", testKey}, {"http://host#", testKey}, {"http://host/base/", testKey},
 	} {
 		f.Add(s[0], s[1])
 	}
-	type sent struct{ host, apikey, auth string }
+	type sent struct{ host, path, apikey, auth string }
 	got := make(chan sent, 1)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
-		case got <- sent{r.Host, r.Header.Get("apikey"), r.Header.Get("Authorization")}:
+		case got <- sent{r.Host, r.URL.Path, r.Header.Get("apikey"), r.Header.Get("Authorization")}:
 		default:
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -639,12 +647,12 @@ func FuzzNew(f *testing.F) {
 		},
 	}
 	f.Cleanup(tr.CloseIdleConnections)
-	f.Fuzz(func(t *testing.T, url, key string) {
-		p, err := supapool.New(url, key, supapool.Config{Transport: tr})
+	f.Fuzz(func(t *testing.T, rawURL, key string) {
+		p, err := supapool.New(rawURL, key, supapool.Config{Transport: tr})
 		if err != nil {
 			require.ErrorIs(t, err, supapool.ErrInvalidConfig)
 			require.True(t, strings.HasPrefix(err.Error(), "supapool: "), err.Error())
-			if len(key) >= 4 && !strings.Contains(url, key) {
+			if len(key) >= 4 && !strings.Contains(rawURL, key) {
 				require.NotContains(t, err.Error(), key, "the error quotes the key")
 			}
 			return
@@ -657,10 +665,13 @@ func FuzzNew(f *testing.F) {
 			}
 			return read(ctx, c)
 		})
-		require.NoError(t, err, "New accepted url %q and a key that net/http cannot send", url)
+		require.NoError(t, err, "New accepted url %q and a key that net/http cannot send", rawURL)
 		s := <-got
 		assert.Equal(t, key, s.apikey)
 		assert.Equal(t, "Bearer "+key, s.auth)
-		assert.NotEmpty(t, s.host, "net/http sent no Host: it refused url %q's host", url)
+		assert.NotEmpty(t, s.host, "net/http sent no Host: it refused url %q's host", rawURL)
+		u, err := url.Parse(rawURL)
+		require.NoError(t, err)
+		assert.Equal(t, path.Join("/", u.Path, "rest/v1/categories"), s.path, "url %q sent the read elsewhere", rawURL)
 	})
 }
