@@ -9,6 +9,7 @@ import (
 	"time"
 
 	functions "github.com/supabase-community/functions-go"
+	gotrue "github.com/supabase-community/gotrue-go"
 	storage "github.com/supabase-community/storage-go"
 	supabase "github.com/supabase-community/supabase-go"
 	"github.com/supapool/supapool/internal/clientpatch"
@@ -178,7 +179,8 @@ func (p *Pool) bindChecked(c *conn, ctx context.Context, rec *wireRecord, closur
 // checkedOut returns the conn of client, a client of p, and its binding;
 // nil for a client that is not checked out from p (nil, another pool's,
 // released already, or one whose Acquire has not returned yet). It takes
-// no lock: the client's own transport leads to its conn. changed reports
+// no lock: the client's Auth (a poolAuth) leads to its conn, or if the
+// holder replaced it, the client's own transport does. changed reports
 // whether the holder changed the client's auth state (UpdateAuthSession,
 // SignIn*, or by assigning Auth, Storage or Functions), in which case c
 // must not be reused.
@@ -186,7 +188,13 @@ func (p *Pool) checkedOut(client *supabase.Client) (c *conn, b *checkout, change
 	if client == nil {
 		return nil, nil, false
 	}
-	if rt, err := clientpatch.Transport(client); err == nil {
+	if a, ok := client.Auth.(*poolAuth); ok && a.c.client == client {
+		if a.p == p {
+			c = a.c
+		}
+	} else if rt, err := clientpatch.Transport(client); err == nil {
+		// The holder replaced Auth (changed, below): the transport leads
+		// to the conn too, a few loads further.
 		if ct, ok := rt.(*clientTransport); ok && ct.p == p {
 			c = ct.c
 		}
@@ -209,6 +217,18 @@ func (p *Pool) checkedOut(client *supabase.Client) (c *conn, b *checkout, change
 	}
 	changed = client.Auth != c.auth || client.Storage != wantStorage || client.Functions != wantFunctions
 	return c, b, changed
+}
+
+// poolAuth is the Auth of a pooled client: gotrue's client, sending
+// through the client's own transport, and the conn the client belongs to.
+// It lets Release find the conn in two loads from the client (the
+// PostgREST transport takes five, each waiting for the one before). Its
+// methods are gotrue's; users see only the gotrue.Client interface, whose
+// implementation gotrue-go does not export.
+type poolAuth struct {
+	gotrue.Client
+	p *Pool
+	c *conn
 }
 
 // unbind ends c's checkout: from now on its transport refuses to send, and

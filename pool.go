@@ -115,7 +115,7 @@ type counters struct {
 type conn struct {
 	client    *supabase.Client
 	rt        *clientTransport         // the client's own transport: applies bound to every request
-	auth      gotrue.Client            // client.Auth as created: a change means auth state was changed
+	auth      gotrue.Client            // client.Auth as created (a *poolAuth): a change means auth state was changed
 	storage   *storage.Client          // client.Storage as created: likewise
 	functions *functions.Client        // client.Functions as created: likewise
 	bound     atomic.Pointer[checkout] // the current checkout; nil while the client is not checked out
@@ -302,7 +302,7 @@ func (p *Pool) newConn() *conn {
 	c.rt = &clientTransport{p: p, c: c}
 	// On a layout error the client keeps http.DefaultTransport; New logged it.
 	_ = clientpatch.SetTransport(client, c.rt)
-	client.Auth = client.Auth.WithClient(http.Client{Transport: c.rt})
+	client.Auth = &poolAuth{Client: client.Auth.WithClient(http.Client{Transport: c.rt}), p: p, c: c}
 	c.auth, c.storage, c.functions = client.Auth, client.Storage, client.Functions
 	client.Storage, client.Functions = released.storage, released.functions // until checked out
 	if p.cfg.MaxLifetime > 0 {

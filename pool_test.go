@@ -122,6 +122,25 @@ func TestChangedAuthStateIsNotReused(t *testing.T) {
 	require.NoError(t, p.Release(c2))
 }
 
+// TestBorrowedAuthReleasesItsOwnClient: a client given another pooled
+// client's Auth is released as itself (and destroyed, its auth state
+// changed); the client whose Auth it borrowed stays checked out.
+func TestBorrowedAuthReleasesItsOwnClient(t *testing.T) {
+	p := newPool(t, supapool.Config{MaxConnections: 2})
+	ctx := context.Background()
+	a, err := p.Acquire(ctx)
+	require.NoError(t, err)
+	b, err := p.Acquire(ctx)
+	require.NoError(t, err)
+	a.Auth = b.Auth
+	require.NoError(t, p.Release(a))
+	s := p.Stats()
+	assert.EqualValues(t, 1, s.Discarded, "a's auth state changed")
+	assert.Equal(t, 1, s.ActiveConnections, "b is still out")
+	require.NoError(t, p.Release(b), "b was not released through a")
+	require.ErrorIs(t, p.Release(a), supapool.ErrUnknownClient)
+}
+
 func TestAcquireWithDoneCtx(t *testing.T) {
 	p := newPool(t, supapool.Config{MaxConnections: 1})
 	ctx, cancel := context.WithCancel(context.Background())
