@@ -142,12 +142,17 @@ type failSlotKey struct{}
 // wait). A checkout with the pool's key and no closure allocates nothing.
 func (p *Pool) bind(c *conn, ctx context.Context, rec *wireRecord, closure context.Context) {
 	if rec == nil && p.router == nil && authTokenFrom(ctx) == nil {
-		// Acquire with the pool's key: the hot path, small enough to inline.
-		c.client.Storage, c.client.Functions = c.storage, c.functions
-		c.bound.Store(&c.plain)
+		bindPlain(c)
 		return
 	}
 	p.bindChecked(c, ctx, rec, closure)
+}
+
+// bindPlain checks c out with the pool's key, outside a closure: the hot
+// path of Acquire, small enough to inline.
+func bindPlain(c *conn) {
+	c.client.Storage, c.client.Functions = c.storage, c.functions
+	c.bound.Store(&c.plain)
 }
 
 // bindChecked is bind for a checkout with a token, a closure or a router.
@@ -189,8 +194,15 @@ func (p *Pool) checkedOut(client *supabase.Client) (c *conn, b *checkout, change
 		return nil, nil, false
 	}
 	if a, ok := client.Auth.(*poolAuth); ok && a.c.client == client {
-		if a.p == p {
-			c = a.c
+		// The common case. client.Auth is then c's own poolAuth (no other
+		// leads to c), so only Storage and Functions can have changed.
+		if a.p != p {
+			return nil, nil, false
+		}
+		c = a.c
+		b = c.bound.Load()
+		if b == &c.plain {
+			return c, b, client.Storage != c.storage || client.Functions != c.functions
 		}
 	} else if rt, err := clientpatch.Transport(client); err == nil {
 		// The holder replaced Auth (changed, below): the transport leads

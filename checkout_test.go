@@ -234,17 +234,29 @@ func TestClientUsedAfterReleaseSendsNothing(t *testing.T) {
 	assert.EqualValues(t, 3, p.Stats().UseAfterRelease)
 }
 
-// TestChangedStorageIsNotReused: a holder that swaps a user checkout's
-// Storage client for its own changes the client's auth state.
+// TestChangedStorageIsNotReused: a holder that swaps a checkout's Storage
+// or Functions client for its own changes the client's auth state, on a
+// user's checkout and on one with the pool's key alike.
 func TestChangedStorageIsNotReused(t *testing.T) {
-	p := newPool(t, supapool.Config{MaxConnections: 1})
-	c, err := p.Acquire(supapool.WithAuthToken(context.Background(), "jwt-alice"))
-	require.NoError(t, err)
-	mine := c.Storage
-	c.Storage = nil
-	require.NoError(t, p.Release(c))
-	assert.EqualValues(t, 1, p.Stats().Discarded)
-	assert.NotNil(t, mine)
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		swap func(c *supabase.Client)
+	}{
+		{"user, Storage", supapool.WithAuthToken(context.Background(), "jwt-alice"), func(c *supabase.Client) { c.Storage = nil }},
+		{"user, Functions", supapool.WithAuthToken(context.Background(), "jwt-alice"), func(c *supabase.Client) { c.Functions = nil }},
+		{"pool's key, Storage", context.Background(), func(c *supabase.Client) { c.Storage = nil }},
+		{"pool's key, Functions", context.Background(), func(c *supabase.Client) { c.Functions = nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPool(t, supapool.Config{MaxConnections: 1})
+			c, err := p.Acquire(tc.ctx)
+			require.NoError(t, err)
+			tc.swap(c)
+			require.NoError(t, p.Release(c))
+			assert.EqualValues(t, 1, p.Stats().Discarded)
+		})
+	}
 }
 
 // TestHandOffSpeaksForTheWaiter: a client released while an Acquire waits

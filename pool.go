@@ -343,8 +343,11 @@ func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !plain || c.bound.Load() != &c.plain { // else it was handed over bound (see put)
-		p.bind(c, ctx, nil, nil)
+	switch {
+	case !plain:
+		p.bindChecked(c, ctx, nil, nil)
+	case c.bound.Load() != &c.plain: // else it was handed over bound (see put)
+		bindPlain(c)
 	}
 	return c.client, nil
 }
