@@ -194,15 +194,8 @@ func (p *Pool) checkedOut(client *supabase.Client) (c *conn, b *checkout, change
 		return nil, nil, false
 	}
 	if a, ok := client.Auth.(*poolAuth); ok && a.c.client == client {
-		// The common case. client.Auth is then c's own poolAuth (no other
-		// leads to c), so only Storage and Functions can have changed.
-		if a.p != p {
-			return nil, nil, false
-		}
-		c = a.c
-		b = c.bound.Load()
-		if b == &c.plain {
-			return c, b, client.Storage != c.storage || client.Functions != c.functions
+		if a.p == p {
+			c = a.c
 		}
 	} else if rt, err := clientpatch.Transport(client); err == nil {
 		// The holder replaced Auth (changed, below): the transport leads
@@ -229,6 +222,15 @@ func (p *Pool) checkedOut(client *supabase.Client) (c *conn, b *checkout, change
 	}
 	changed = client.Auth != c.auth || client.Storage != wantStorage || client.Functions != wantFunctions
 	return c, b, changed
+}
+
+// poolAuthOf returns client's Auth if it is a poolAuth.
+func poolAuthOf(client *supabase.Client) (*poolAuth, bool) {
+	if client == nil {
+		return nil, false
+	}
+	a, ok := client.Auth.(*poolAuth)
+	return a, ok
 }
 
 // poolAuth is the Auth of a pooled client: gotrue's client, sending

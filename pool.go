@@ -702,13 +702,30 @@ func (p *Pool) Discard(c *supabase.Client) error { return p.put(c, true) }
 
 func (p *Pool) put(client *supabase.Client, discard bool) error {
 	// The clock first: reading it waits for every load before it to
-	// complete, and checkedOut's are a chain through the client's memory.
+	// complete, and the loads below are a chain through the client's memory.
 	// Read before them, it waits for nothing (a hand-off measured 2-3%
 	// faster than with the reading after checkedOut).
 	now := p.clockOutside()
-	c, b, changed := p.checkedOut(client) // outside the lock, as is the clock
+	// Find the client's conn and checkout outside the lock, as is the
+	// clock. The common case is written out here, where it costs no call:
+	// client.Auth is c's own poolAuth (no other leads to c), and the
+	// checkout has the pool's key, so only Storage and Functions can have
+	// changed. checkedOut handles every case.
+	var c *conn
+	var b *checkout
+	var changed bool
+	if a, ok := poolAuthOf(client); ok && a.p == p && a.c.client == client {
+		c = a.c
+		if b = c.bound.Load(); b == &c.plain {
+			changed = client.Storage != c.storage || client.Functions != c.functions
+		} else {
+			c = nil
+		}
+	}
 	if c == nil {
-		return ErrUnknownClient
+		if c, b, changed = p.checkedOut(client); c == nil {
+			return ErrUnknownClient
+		}
 	}
 	// A checkout with the pool's key may pass straight to a waiter that
 	// speaks for the pool's key too, binding and all (see Acquire): then
