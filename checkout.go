@@ -137,26 +137,18 @@ func closeBody(req *http.Request) {
 // for the *Error of its one request.
 type failSlotKey struct{}
 
-// bind checks c out to the caller: tok from ctx, and for a closure its
-// wire record and ctx (closure nil for Acquire, whose ctx bounds only the
-// wait). A checkout with the pool's key and no closure allocates nothing.
-func (p *Pool) bind(c *conn, ctx context.Context, rec *wireRecord, closure context.Context) {
-	if rec == nil && p.router == nil && authTokenFrom(ctx) == nil {
-		bindPlain(c)
-		return
-	}
-	p.bindChecked(c, ctx, rec, closure)
-}
-
 // bindPlain checks c out with the pool's key, outside a closure: the hot
-// path of Acquire, small enough to inline.
+// path of Acquire, small enough to inline. It allocates nothing.
 func bindPlain(c *conn) {
 	c.client.Storage, c.client.Functions = c.storage, c.functions
 	c.bound.Store(&c.plain)
 }
 
-// bindChecked is bind for a checkout with a token, a closure or a router.
-func (p *Pool) bindChecked(c *conn, ctx context.Context, rec *wireRecord, closure context.Context) {
+// bind checks c out to the caller: tok from ctx, and for a closure its
+// wire record and ctx (closure nil for Acquire, whose ctx bounds only the
+// wait). Acquire takes bindPlain instead for a checkout with the pool's
+// key and no read replicas.
+func (p *Pool) bind(c *conn, ctx context.Context, rec *wireRecord, closure context.Context) {
 	tok := authTokenFrom(ctx)
 	if tok == nil {
 		c.client.Storage, c.client.Functions = c.storage, c.functions

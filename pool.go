@@ -345,7 +345,7 @@ func (p *Pool) Acquire(ctx context.Context) (*supabase.Client, error) {
 	}
 	switch {
 	case !plain:
-		p.bindChecked(c, ctx, nil, nil)
+		p.bind(c, ctx, nil, nil)
 	case c.bound.Load() != &c.plain: // else it was handed over bound (see put)
 		bindPlain(c)
 	}
