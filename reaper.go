@@ -89,12 +89,7 @@ func (p *Pool) reap(endWindow bool) {
 			p.idle.push(c)
 		}
 	}
-	for p.total < p.cfg.MinConnections {
-		c := p.newConnLocked()
-		if w := p.handOffLocked(c, -1); w != nil {
-			w.ready <- c // not expected: waiters imply MaxConnections clients
-		}
-	}
+	p.refillLocked() // resize.go
 	if endWindow {
 		p.lowIdle = p.total - p.active
 	}
